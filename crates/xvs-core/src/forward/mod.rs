@@ -1,0 +1,625 @@
+//! `Director::process`: the per-frame decision — parse, mark rules, connection table,
+//! persistence, scheduler — and the NAT / DR rewrite. Layer: pure core, hot path.
+//!
+//! Invariants:
+//! - every frame gets exactly one [`Verdict`]; a drop is always counted under a
+//!   [`DropReason`]; no input makes this code panic (fuzzed, see `fuzz/`);
+//! - no heap allocation and no syscall per frame; the only locks are the shard locks of
+//!   the shared tables ([`Shared`]);
+//! - order of decisions, as IPVS: blocking mark rules first, then an existing
+//!   connection (from either direction), then a new flow to a service (mark service,
+//!   exact, all-ports), through a persistence template or the scheduler;
+//! - IPv4 and IPv6 fragments: the first fragment is classified like any packet and
+//!   remembered by (source, destination, protocol, identification) for 30 s; later
+//!   fragments follow it to the same real server, or are dropped as
+//!   [`DropReason::UnknownFragment`] when their first fragment was not seen (or came
+//!   after them). Fragments are not reassembled.
+//! - NAT decrements the TTL / hop limit (it routes); DR does not (it bridges to the
+//!   real server, like IPVS).
+
+mod icmp;
+pub mod rewrite;
+pub mod stats;
+pub mod verdict;
+
+use std::sync::Arc;
+
+use crate::addr::{AddrBytes, from_bytes, to_bytes};
+use crate::classify::{Action, Classifier, IfaceId, PacketMeta};
+use crate::conntrack::{Conn, ConnState, ConnTable, Direction, InsertOutcome, TcpFlags, Tuple, tcp_next};
+use crate::net::{HopError, NetView};
+use crate::persist::{PersistKey, PersistTable, Placement};
+use crate::sched::Flow;
+use crate::service::{DestCounters, DestId, Method, NextHop, ServiceLoads, ServiceTable};
+use crate::table::{Expiring, Inserted, ShardedTable};
+use crate::time::Time;
+use crate::wire::ip_proto::{ICMP, ICMPV6, TCP, UDP};
+use crate::wire::{self, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, ethertype};
+use rewrite::{End, IpInfo};
+pub use stats::{DestTraffic, WorkerStats};
+pub use verdict::{DropReason, Verdict};
+
+/// How long a first fragment is remembered for its followers.
+pub const FRAGMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// Sizes of the shared tables (fixed at start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Connection table capacity.
+    pub conns: usize,
+    /// Persistence template capacity.
+    pub templates: usize,
+    /// Fragment tracking capacity.
+    pub fragments: usize,
+    /// Shards per table (power of two).
+    pub shards: usize,
+    /// Upper bound of [`DestId`] values (sizes the shared counters).
+    pub max_dests: usize,
+    /// Seed of the internal table hashes.
+    pub seed: u64,
+}
+
+impl Default for TableSizes {
+    fn default() -> Self {
+        TableSizes { conns: 1 << 20, templates: 1 << 18, fragments: 1 << 14, shards: 64, max_dests: 1 << 16, seed: 0x7876_735f_7365_6564 }
+    }
+}
+
+/// Key of a tracked fragment train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    src: AddrBytes,
+    dst: AddrBytes,
+    ident: u32,
+    protocol: u8,
+    v6: bool,
+}
+
+/// Where the rest of a fragment train goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragRoute {
+    dest: DestId,
+    direction: Direction,
+    nat: bool,
+    /// New destination (original direction) or source (reply direction) address.
+    addr: AddrBytes,
+    expires: Time,
+}
+
+impl Expiring for FragRoute {
+    fn deadline(&self) -> Time {
+        self.expires
+    }
+}
+
+/// Tables shared by every worker (and read by the control side for listings).
+#[derive(Debug)]
+pub struct Shared {
+    /// Connections.
+    pub conns: ConnTable,
+    /// Persistence templates.
+    pub persist: PersistTable,
+    /// First fragments seen.
+    pub frags: ShardedTable<FragKey, FragRoute>,
+    /// Live active/inactive counts per [`DestId`].
+    pub counters: Box<[DestCounters]>,
+}
+
+impl Shared {
+    /// Allocate every table at its fixed size.
+    pub fn new(sizes: TableSizes) -> Shared {
+        Shared {
+            conns: ConnTable::new(sizes.conns, sizes.shards, sizes.seed),
+            persist: PersistTable::new(sizes.templates, sizes.shards, sizes.seed ^ 1),
+            frags: ShardedTable::new(sizes.fragments, sizes.shards.min(16), sizes.seed ^ 2),
+            counters: (0..sizes.max_dests).map(|_| DestCounters::default()).collect(),
+        }
+    }
+
+    fn counter(&self, d: DestId) -> Option<&DestCounters> {
+        self.counters.get(d.0 as usize)
+    }
+
+    /// Count a new connection in `state` for `dest`.
+    fn conn_added(&self, dest: DestId, state: ConnState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(c) = self.counter(dest) {
+            let n = if state.is_active() { &c.active } else { &c.inactive };
+            n.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Move a connection between active and inactive when its state class changes.
+    fn conn_changed(&self, dest: DestId, old: ConnState, new: ConnState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if old.is_active() == new.is_active() {
+            return;
+        }
+        if let Some(c) = self.counter(dest) {
+            let (from, to) = if new.is_active() { (&c.inactive, &c.active) } else { (&c.active, &c.inactive) };
+            let _ = from.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
+            to.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Account for a connection that left the table (expired, evicted, flushed):
+    /// its counter and the persistence template it held.
+    pub fn conn_gone(&self, services: &ServiceTable, c: &Conn) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(k) = self.counter(c.dest) {
+            let n = if c.state().is_active() { &k.active } else { &k.inactive };
+            let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
+        }
+        if c.is_persistent()
+            && let Some((s, _)) = services.dest(c.dest)
+            && let Some(p) = s.persistence
+        {
+            self.persist.release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
+        }
+    }
+}
+
+/// What the control side publishes to the workers: services, mark rules and the
+/// network view, replaced as a whole.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Services and real servers.
+    pub services: ServiceTable,
+    /// Compiled mark rules.
+    pub rules: Classifier,
+    /// Interfaces, routes, neighbours.
+    pub net: NetView,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot { services: ServiceTable::default(), rules: Classifier::empty(), net: NetView::default() }
+    }
+}
+
+/// One worker's decision engine.
+#[derive(Debug)]
+pub struct Director {
+    shared: Arc<Shared>,
+    snap: Arc<Snapshot>,
+    stats: WorkerStats,
+}
+
+/// A parsed frame: offsets into it and the fields the decision needs.
+#[derive(Clone, Copy, Debug)]
+struct Parsed {
+    ip: IpInfo,
+    src: AddrBytes,
+    dst: AddrBytes,
+    sport: u16,
+    dport: u16,
+    tcp: TcpFlags,
+    /// Identification of a fragment train (first or later fragment).
+    frag_ident: Option<u32>,
+    /// A non-first fragment (no L4 header).
+    later_fragment: bool,
+    /// ICMP / ICMPv6 error message.
+    icmp_error: bool,
+}
+
+impl Parsed {
+    fn tuple(&self) -> Tuple {
+        Tuple { src: self.src, dst: self.dst, sport: self.sport, dport: self.dport, protocol: self.ip.protocol, v6: self.ip.v6 }
+    }
+
+    fn frag_key(&self) -> Option<FragKey> {
+        Some(FragKey { src: self.src, dst: self.dst, ident: self.frag_ident?, protocol: self.ip.protocol, v6: self.ip.v6 })
+    }
+}
+
+fn wire_drop(e: wire::Error) -> Verdict {
+    Verdict::Drop(match e {
+        wire::Error::Truncated => DropReason::Truncated,
+        wire::Error::Malformed => DropReason::Malformed,
+    })
+}
+
+/// Parse Ethernet, IPv4/IPv6 (extension headers, fragments) and the L4 header.
+/// `Err` carries the verdict for frames that go no further.
+fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
+    let eth = EthernetFrame::new_checked(frame).map_err(wire_drop)?;
+    let l3 = eth.header_len();
+    let (ip, src, dst, frag_ident, later) = match eth.ethertype() {
+        ethertype::IPV4 => {
+            let p = Ipv4Packet::new_checked(&frame[l3..]).map_err(wire_drop)?;
+            if !p.verify_checksum() {
+                return Err(Verdict::Drop(DropReason::BadIpChecksum));
+            }
+            let hl = p.header_len();
+            let later = p.frag_offset() != 0;
+            let fragment = later || p.more_frags();
+            let ip = IpInfo {
+                l3,
+                l4: l3 + hl,
+                l4_len: usize::from(p.total_len()) - hl,
+                v6: false,
+                protocol: p.protocol(),
+                fragment,
+                has_l4: false,
+            };
+            let ident = fragment.then(|| u32::from(p.ident()));
+            (ip, to_bytes(p.src_addr().into()), to_bytes(p.dst_addr().into()), ident, later)
+        }
+        ethertype::IPV6 => {
+            let p = Ipv6Packet::new_checked(&frame[l3..]).map_err(wire_drop)?;
+            let walk = p.walk_to_l4().map_err(wire_drop)?;
+            let end = 40 + usize::from(p.payload_len());
+            let (later, ident) = match walk.frag {
+                Some(f) if f.offset != 0 => (true, Some(f.ident)),
+                Some(f) if f.more => (false, Some(f.ident)),
+                _ => (false, None),
+            };
+            let ip = IpInfo {
+                l3,
+                l4: l3 + walk.offset,
+                l4_len: end.saturating_sub(walk.offset),
+                v6: true,
+                protocol: walk.protocol,
+                fragment: ident.is_some(),
+                has_l4: false,
+            };
+            (ip, p.src_addr().octets(), p.dst_addr().octets(), ident, later)
+        }
+        _ => return Err(Verdict::Pass),
+    };
+    let mut parsed = Parsed {
+        ip,
+        src,
+        dst,
+        sport: 0,
+        dport: 0,
+        tcp: TcpFlags::default(),
+        frag_ident,
+        later_fragment: later,
+        icmp_error: false,
+    };
+    if later {
+        return Ok(parsed);
+    }
+    let l4 = &frame[ip.l4..ip.l4 + ip.l4_len];
+    let rd = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    match ip.protocol {
+        TCP => {
+            let t = TcpPacket::new_checked(l4).map_err(wire_drop)?;
+            parsed.sport = t.src_port();
+            parsed.dport = t.dst_port();
+            parsed.tcp = TcpFlags { syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() };
+            parsed.ip.has_l4 = true;
+        }
+        UDP => {
+            // Only the ports are needed; the UDP length may describe a whole
+            // fragmented datagram, so it is not checked against this frame.
+            if l4.len() < 8 {
+                return Err(Verdict::Drop(DropReason::Truncated));
+            }
+            parsed.sport = rd(0);
+            parsed.dport = rd(2);
+            parsed.ip.has_l4 = true;
+        }
+        ICMP | ICMPV6 if (ip.protocol == ICMP) != ip.v6 => {
+            if l4.len() < 8 {
+                return Err(Verdict::Drop(DropReason::Truncated));
+            }
+            let kind = l4[0];
+            parsed.icmp_error = if ip.v6 { (1..=4).contains(&kind) } else { matches!(kind, 3 | 4 | 5 | 11 | 12) };
+        }
+        _ => {}
+    }
+    Ok(parsed)
+}
+
+impl Director {
+    /// A worker's engine over the shared tables and the current snapshot.
+    pub fn new(shared: Arc<Shared>, snap: Arc<Snapshot>) -> Director {
+        let stats = WorkerStats::new(shared.counters.len(), snap.rules.rule_count());
+        Director { shared, snap, stats }
+    }
+
+    /// Take a new snapshot (between batches). Sizes the per-rule counters.
+    pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
+        self.stats.rule_hits.resize(snap.rules.rule_count(), 0);
+        self.snap = snap;
+    }
+
+    /// The snapshot in use.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// The shared tables.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Counters since the last [`Director::take_stats`].
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// Hand the counters to the control side and start again from zero (keeps sizes).
+    pub fn take_stats(&mut self) -> WorkerStats {
+        let fresh = WorkerStats::new(self.stats.dests.len(), self.stats.rule_hits.len());
+        std::mem::replace(&mut self.stats, fresh)
+    }
+
+    /// Bounded housekeeping between batches: expire up to `budget` slots per shard of
+    /// each table. Returns the number of entries removed.
+    pub fn maintain(&mut self, now: Time, budget: usize) -> usize {
+        let (shared, snap) = (&*self.shared, &*self.snap);
+        shared.conns.sweep(now, budget, |c| shared.conn_gone(&snap.services, c))
+            + shared.persist.sweep(now, budget)
+            + shared.frags.sweep(now, budget, |_, _| {})
+    }
+
+    /// Decide a batch: `verdicts[i]` for `frames[i]` (frames rewritten in place).
+    pub fn process_batch<F: AsMut<[u8]>>(&mut self, iface: IfaceId, now: Time, frames: &mut [F], verdicts: &mut [Verdict]) {
+        for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
+            *verdict = self.process(iface, now, frame.as_mut());
+        }
+    }
+
+    /// Decide one frame received on `iface` at `now`; a forwarded frame is rewritten
+    /// in place.
+    #[inline]
+    pub fn process(&mut self, iface: IfaceId, now: Time, frame: &mut [u8]) -> Verdict {
+        self.stats.rx_packets += 1;
+        self.stats.rx_bytes += frame.len() as u64;
+        let mut cx = Cx { shared: &self.shared, snap: &self.snap, stats: &mut self.stats, now, len: frame.len() as u64 };
+        let verdict = cx.decide(iface, frame);
+        match verdict {
+            Verdict::Forward { .. } => self.stats.forwarded += 1,
+            Verdict::Pass => self.stats.passed += 1,
+            Verdict::Drop(r) => self.stats.drops[r as usize] += 1,
+        }
+        verdict
+    }
+}
+
+/// Everything one decision needs, borrowed for the frame.
+struct Cx<'a> {
+    shared: &'a Shared,
+    snap: &'a Snapshot,
+    stats: &'a mut WorkerStats,
+    now: Time,
+    len: u64,
+}
+
+type Step<T> = Result<T, Verdict>;
+
+impl Cx<'_> {
+    fn decide(&mut self, iface: IfaceId, frame: &mut [u8]) -> Verdict {
+        match self.try_decide(iface, frame) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn try_decide(&mut self, iface: IfaceId, frame: &mut [u8]) -> Step<Verdict> {
+        let p = parse(frame)?;
+        if p.later_fragment {
+            return self.forward_fragment(frame, &p);
+        }
+        let mark = self.mark_rules(iface, &p)?;
+        if p.icmp_error {
+            return self.icmp_error(frame, &p);
+        }
+        if !p.ip.has_l4 {
+            return Ok(Verdict::Pass);
+        }
+        let tuple = p.tuple();
+        let now = self.now;
+        let (shared, snap) = (self.shared, self.snap);
+        let mut expired = None;
+        let hit = shared.conns.lookup(
+            &tuple,
+            now,
+            |gone| expired = Some(*gone),
+            |c, dir| {
+                let old = c.state();
+                let new = if p.ip.protocol == TCP { tcp_next(old, dir == Direction::Original, p.tcp) } else { old };
+                c.set_state(new);
+                let timeouts = snap.services.dest(c.dest).map(|(s, _)| s.timeouts).unwrap_or_default();
+                c.expires = now.after_ms(timeouts.for_state_ms(new));
+                (*c, dir, old)
+            },
+        );
+        if let Some(gone) = expired {
+            shared.conn_gone(&snap.services, &gone);
+        }
+        match hit {
+            Some((conn, dir, old)) => {
+                shared.conn_changed(conn.dest, old, conn.state());
+                self.forward_conn(frame, &p, &conn, dir)
+            }
+            None => self.new_flow(frame, &p, mark),
+        }
+    }
+
+    /// Apply the mark rules: `Err` for a blocked packet, else the mark (0 = none).
+    #[inline]
+    fn mark_rules(&mut self, iface: IfaceId, p: &Parsed) -> Step<u32> {
+        let rules = &self.snap.rules;
+        if rules.is_empty() {
+            return Ok(0);
+        }
+        let meta = PacketMeta {
+            src: from_bytes(&p.src, p.ip.v6),
+            dst: from_bytes(&p.dst, p.ip.v6),
+            protocol: p.ip.protocol,
+            ports: p.ip.has_l4.then_some((p.sport, p.dport)),
+            iface,
+        };
+        let d = rules.classify(&meta);
+        if let Some(hits) = d.rule.and_then(|r| self.stats.rule_hits.get_mut(r as usize)) {
+            *hits += 1;
+        }
+        match d.action {
+            Action::Drop => Err(Verdict::Drop(DropReason::Blocked)),
+            Action::Mark(m) => Ok(m),
+            Action::Accept => Ok(0),
+        }
+    }
+
+    /// A packet of no known connection: find its service and place it.
+    fn new_flow(&mut self, frame: &mut [u8], p: &Parsed, mark: u32) -> Step<Verdict> {
+        let (shared, snap, now) = (self.shared, self.snap, self.now);
+        let v6 = p.ip.v6;
+        let Some(svc) = snap.services.lookup(mark, p.ip.protocol, &p.dst, v6, p.dport) else {
+            return Ok(Verdict::Pass);
+        };
+        let state = match p.ip.protocol {
+            TCP if p.tcp.rst => return Err(Verdict::Drop(DropReason::NoConnection)),
+            TCP if p.tcp.syn && !p.tcp.ack => ConnState::SynRecv,
+            TCP if svc.sloppy_tcp => ConnState::Established,
+            TCP => return Err(Verdict::Drop(DropReason::NoConnection)),
+            _ => ConnState::Udp,
+        };
+        let flow = Flow { src: from_bytes(&p.src, v6), src_port: p.sport, dst: from_bytes(&p.dst, v6), dst_port: p.dport, protocol: p.ip.protocol };
+        let loads = ServiceLoads { service: svc, counters: &shared.counters };
+        let schedule = || svc.scheduler.select(&flow, &loads).map(|i| svc.dests[svc.active[i] as usize].id);
+        let (dest, persistent) = match svc.persistence {
+            Some(per) => {
+                let key = PersistKey::new(svc.scope, &p.src, v6, per.prefix);
+                let usable = |d: DestId| snap.services.dest(d).is_some_and(|(s, rs)| s.id == svc.id && s.template_usable(rs));
+                match shared.persist.place(&key, now, per.timeout_secs.saturating_mul(1000), usable, schedule) {
+                    Placement::Reused(d) => {
+                        self.stats.persist_reused += 1;
+                        (d, true)
+                    }
+                    Placement::Bound(d, outcome) => {
+                        if outcome == Inserted::EvictedLive {
+                            self.stats.persist_evicted += 1;
+                        }
+                        (d, true)
+                    }
+                    Placement::NoServer => return Err(Verdict::Drop(DropReason::NoServer)),
+                }
+            }
+            None => (schedule().ok_or(Verdict::Drop(DropReason::NoServer))?, false),
+        };
+        let Some((_, rs)) = snap.services.dest(dest) else { return Err(Verdict::Drop(DropReason::DestGone)) };
+        let mut conn = Conn::new(&p.tuple(), to_bytes(rs.addr), rs.port.unwrap_or(p.dport), dest, rs.method == Method::Nat, state);
+        conn.set_persistent(persistent);
+        conn.expires = now.after_ms(svc.timeouts.for_state_ms(state));
+        let mut evicted = None;
+        match shared.conns.insert(conn, now, |g| evicted = Some(*g)) {
+            InsertOutcome::Stored(outcome) => {
+                shared.conn_added(dest, state);
+                self.stats.conns_created += 1;
+                if let Some(t) = self.stats.dests.get_mut(dest.0 as usize) {
+                    t.conns += 1;
+                }
+                if outcome == Inserted::EvictedLive {
+                    self.stats.conns_evicted += 1;
+                }
+            }
+            InsertOutcome::Existing(c) => {
+                // Another worker placed this flow first: follow its choice.
+                if persistent {
+                    shared.conn_gone_template_only(&snap.services, &conn);
+                }
+                conn = c;
+            }
+        }
+        if let Some(g) = evicted {
+            shared.conn_gone(&snap.services, &g);
+        }
+        self.forward_conn(frame, p, &conn, Direction::Original)
+    }
+
+    /// Rewrite and route a packet of a known connection.
+    fn forward_conn(&mut self, frame: &mut [u8], p: &Parsed, c: &Conn, dir: Direction) -> Step<Verdict> {
+        let hop = match dir {
+            Direction::Original => self.dest_hop(c.dest)?,
+            Direction::Reply => self.route(&c.client, c.is_v6())?,
+        };
+        if c.is_nat() {
+            rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
+            let partial = rewrite::has_partial_checksum(frame, &p.ip);
+            if partial {
+                self.stats.checksum_completed += 1;
+            }
+            match dir {
+                Direction::Original => rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, Some(c.dport), partial),
+                Direction::Reply => rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, Some(c.vport), partial),
+            }
+        }
+        rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
+        if let Some(key) = p.frag_key() {
+            let addr = if dir == Direction::Original { c.daddr } else { c.vaddr };
+            let route = FragRoute { dest: c.dest, direction: dir, nat: c.is_nat(), addr, expires: self.now.after_ms(FRAGMENT_TIMEOUT_MS) };
+            self.shared.frags.with_shard(&key, |s| s.insert(key, route, self.now, |_, _| {}));
+        }
+        if let Some(t) = self.stats.dests.get_mut(c.dest.0 as usize) {
+            if dir == Direction::Original {
+                t.in_packets += 1;
+                t.in_bytes += self.len;
+            } else {
+                t.out_packets += 1;
+                t.out_bytes += self.len;
+            }
+        }
+        Ok(Verdict::Forward { iface: hop.iface })
+    }
+
+    /// A non-first fragment: follow its first fragment, or drop.
+    fn forward_fragment(&mut self, frame: &mut [u8], p: &Parsed) -> Step<Verdict> {
+        let Some(key) = p.frag_key() else { return Err(Verdict::Drop(DropReason::UnknownFragment)) };
+        let now = self.now;
+        let route = self.shared.frags.with_shard(&key, |s| s.get_mut(&key).filter(|r| !r.is_expired(now)).copied());
+        let Some(r) = route else { return Err(Verdict::Drop(DropReason::UnknownFragment)) };
+        let hop = match r.direction {
+            Direction::Original => self.dest_hop(r.dest)?,
+            Direction::Reply => self.route(&p.dst, p.ip.v6)?,
+        };
+        if r.nat {
+            rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
+            let end = if r.direction == Direction::Original { End::Dst } else { End::Src };
+            rewrite::rewrite_end(frame, &p.ip, end, &r.addr, None, false);
+        }
+        rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
+        self.stats.fragments_forwarded += 1;
+        Ok(Verdict::Forward { iface: hop.iface })
+    }
+
+    /// The next hop of a real server.
+    fn dest_hop(&mut self, dest: DestId) -> Step<NextHop> {
+        let Some((_, rs)) = self.snap.services.dest(dest) else { return Err(Verdict::Drop(DropReason::DestGone)) };
+        match rs.next_hop {
+            Some(h) => Ok(h),
+            None => {
+                self.stats.want_neighbour(to_bytes(rs.addr), rs.addr.is_ipv6());
+                Err(Verdict::Drop(DropReason::NeighbourUnresolved))
+            }
+        }
+    }
+
+    /// The next hop towards a client (NAT replies).
+    fn route(&mut self, dst: &AddrBytes, v6: bool) -> Step<NextHop> {
+        self.snap.net.next_hop(dst, v6).map_err(|e| match e {
+            HopError::NoRoute => Verdict::Drop(DropReason::NoRoute),
+            HopError::Unresolved(a, f) => {
+                self.stats.want_neighbour(a, f);
+                Verdict::Drop(DropReason::NeighbourUnresolved)
+            }
+        })
+    }
+}
+
+impl Shared {
+    /// Release only the template reference a never-stored connection took.
+    fn conn_gone_template_only(&self, services: &ServiceTable, c: &Conn) {
+        if let Some((s, _)) = services.dest(c.dest)
+            && let Some(p) = s.persistence
+        {
+            self.persist.release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
