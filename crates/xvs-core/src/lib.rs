@@ -24,6 +24,7 @@ pub mod addr;
 pub mod classify;
 pub mod conntrack;
 pub mod forward;
+pub mod lab;
 pub mod net;
 pub mod persist;
 pub mod sched;
