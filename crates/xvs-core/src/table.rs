@@ -207,7 +207,8 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
     fn with_capacity(n: usize) -> Self {
         Shard {
             slots: (0..n).map(|_| None).collect(),
-            index: HashTable::with_capacity(n),
+            // Twice the slots: at most half full, so tombstones are rehashed in place.
+            index: HashTable::with_capacity(2 * n),
             free: (0..n as u32).rev().collect(),
             hand: 0,
         }

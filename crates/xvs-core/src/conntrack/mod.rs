@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - an entry is one [`Conn`] of at most 64 bytes (asserted at compile time), stored in
-//!   a fixed slab per shard; the hash index holds slot numbers (4 bytes per key);
+//!   a fixed slab per shard; the hash index holds slot numbers (4 bytes per key, sized
+//!   so that it never grows: about 87 bytes per connection in all);
 //! - a NAT entry is indexed under two keys — the client's packet tuple (client → VIP)
 //!   and the real server's reply tuple (real server → client) — a DR entry under the
 //!   first only (DR replies bypass the director);
@@ -213,6 +214,11 @@ pub enum InsertOutcome {
 
 const REPLY_BIT: u32 = 1 << 31;
 
+/// Index capacity per slot: two keys (NAT) at most half full, so that hashbrown
+/// always rehashes tombstones in place instead of growing (no allocation after
+/// construction; the no-allocation test churns the table to prove it).
+const INDEX_SLACK: usize = 4;
+
 #[derive(Debug)]
 struct Shard {
     slots: Vec<Conn>,
@@ -244,7 +250,7 @@ impl ConnTable {
             .map(|_| {
                 Mutex::new(Shard {
                     slots: vec![Conn::EMPTY; per],
-                    index: HashTable::with_capacity(per * 2),
+                    index: HashTable::with_capacity(per * INDEX_SLACK),
                     free: (0..per as u32).rev().collect(),
                     hand: 0,
                 })
