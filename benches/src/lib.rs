@@ -1,1 +1,62 @@
-//! Shared helpers for the benches.
+//! Shared helpers for the criterion benches of the xvs decision engine: frames and
+//! flows of the example lab (`xvs_core::lab`), generated deterministically.
+
+use std::net::SocketAddr;
+
+use xvs_core::addr::to_bytes;
+use xvs_core::conntrack::{Conn, ConnState, Tuple};
+use xvs_core::service::DestId;
+use xvs_core::time::Time;
+use xvs_core::wire::build::FrameSpec;
+use xvs_core::wire::tcp_flags::{ACK, SYN};
+
+/// Client `i` of the lab: 198.18.0.0/24 hosts × ports 1024.. (≈ 16 M distinct).
+pub fn client(i: u32) -> SocketAddr {
+    let host = 1 + (i % 250);
+    let port = 1024 + (i / 250) % 64_000;
+    let third = (i / (250 * 64_000)) % 256;
+    format!("198.18.{third}.{host}:{port}").parse().unwrap()
+}
+
+/// A client SYN to the lab's NAT web VIP.
+pub fn syn(i: u32) -> Vec<u8> {
+    FrameSpec::tcp(client(i), "198.18.1.1:80".parse().unwrap(), SYN).build()
+}
+
+/// A client ACK (64-byte frame class) to the lab's NAT web VIP.
+pub fn ack(i: u32) -> Vec<u8> {
+    FrameSpec::tcp(client(i), "198.18.1.1:80".parse().unwrap(), ACK).build()
+}
+
+/// A client SYN to the lab's persistent mark service (198.18.1.3:443).
+pub fn syn_persistent(i: u32) -> Vec<u8> {
+    FrameSpec::tcp(client(i), "198.18.1.3:443".parse().unwrap(), SYN).build()
+}
+
+/// The tuple of client `i` to a VIP, as the connection table sees it.
+pub fn tuple(i: u32) -> Tuple {
+    let c = client(i);
+    Tuple {
+        src: to_bytes(c.ip()),
+        dst: to_bytes("198.18.1.1".parse().unwrap()),
+        sport: c.port(),
+        dport: 80,
+        protocol: 6,
+        v6: false,
+    }
+}
+
+/// A NAT connection for tuple `i` (expiring far in the future).
+pub fn conn(i: u32) -> Conn {
+    let mut c = Conn::new(&tuple(i), to_bytes("198.19.0.10".parse().unwrap()), 8080, DestId(10), true, ConnState::Established);
+    c.expires = Time(1 << 30);
+    c
+}
+
+/// A cheap deterministic permutation-ish index stream (xorshift) for random access.
+pub fn scramble(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}

@@ -32,27 +32,28 @@ fn sed_overhead(l: Load) -> u128 {
 }
 
 /// Generic "min of overhead / weight" scan; `weights = None` means all 1.
-#[inline]
+/// Keeps the first strict minimum (lowest index on ties).
+#[inline(always)]
 fn min_weighted<L: LoadView>(
     n: usize,
     weights: Option<&[u32]>,
     loads: &L,
     overhead: impl Fn(Load) -> u128,
 ) -> Option<usize> {
-    let w = |i: usize| weights.map_or(1, |w| u128::from(w[i]));
-    let mut best: Option<(usize, u128)> = None;
+    let mut best = None;
+    let (mut boh, mut bw) = (0u128, 1u128);
     for i in 0..n {
         let l = loads.load(i);
         if l.overloaded {
             continue;
         }
         let oh = overhead(l);
-        best = match best {
-            Some((b, boh)) if oh * w(b) >= boh * w(i) => Some((b, boh)),
-            _ => Some((i, oh)),
-        };
+        let w = weights.map_or(1, |w| u128::from(w[i]));
+        if best.is_none() || oh * bw < boh * w {
+            (best, boh, bw) = (Some(i), oh, w);
+        }
     }
-    best.map(|(i, _)| i)
+    best
 }
 
 /// lc: min `active * 256 + inactive`.
@@ -76,8 +77,9 @@ pub(crate) fn select_sed<L: LoadView>(weights: &[u32], loads: &L) -> Option<usiz
 /// nq: first available idle server, else sed. Single pass, as in IPVS.
 #[inline]
 pub(crate) fn select_nq<L: LoadView>(weights: &[u32], loads: &L) -> Option<usize> {
-    let mut best: Option<(usize, u128)> = None;
-    for (i, &wi) in weights.iter().enumerate() {
+    let mut best = None;
+    let (mut boh, mut bw) = (0u128, 1u128);
+    for (i, &w) in weights.iter().enumerate() {
         let l = loads.load(i);
         if l.overloaded {
             continue;
@@ -85,13 +87,12 @@ pub(crate) fn select_nq<L: LoadView>(weights: &[u32], loads: &L) -> Option<usize
         if l.active == 0 {
             return Some(i);
         }
-        let oh = sed_overhead(l);
-        best = match best {
-            Some((b, boh)) if oh * u128::from(weights[b]) >= boh * u128::from(wi) => Some((b, boh)),
-            _ => Some((i, oh)),
-        };
+        let (oh, w) = (sed_overhead(l), u128::from(w));
+        if best.is_none() || oh * bw < boh * w {
+            (best, boh, bw) = (Some(i), oh, w);
+        }
     }
-    best.map(|(i, _)| i)
+    best
 }
 
 /// Build: candidate indices by weight descending, lowest index first on ties.

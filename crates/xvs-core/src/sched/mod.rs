@@ -54,7 +54,7 @@ pub const MH_DEFAULT_TABLE_SIZE: u32 = 65537;
 pub const MH_MIN_SLOTS_PER_CANDIDATE: u64 = 32;
 /// Upper bound on the Maglev table size (64 Ki slots * 256; 32 MiB of u16).
 pub const MH_MAX_TABLE_SIZE: u32 = 1 << 24;
-/// Longest wrr sequence; longer ones are scaled down (see [`rr`](self)).
+/// Longest wrr sequence; longer ones are scaled down proportionally (`rr.rs`).
 pub const WRR_MAX_SEQ: usize = 65536;
 /// sh/mh fallback: salted rehashes tried before a linear scan.
 pub const FALLBACK_REHASHES: u64 = 8;

@@ -18,7 +18,7 @@
 //!
 //! Not IPVS's gcd stepping (which serves the heaviest server in a burst:
 //! `{a:5, b:1, c:1}` gives `a a a a a b c`) but the smooth mid-point sequence
-//! of [`seq::spread`](super::seq) (appearance `k` of server `i` at time
+//! of `seq::spread` (appearance `k` of server `i` at time
 //! `(k + 1/2) / w_i` of the period): `{5, 1, 1}` gives `a a a b c a a`,
 //! `{3, 2}` gives `a b a b a`. Same per-period counts and a smoothness
 //! comparable to nginx's smooth weighted round robin, built in O(len + n).

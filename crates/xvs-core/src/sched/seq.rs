@@ -22,7 +22,7 @@
 //! integers), ties by lower index. `{5, 1, 1}` gives `a a a b c a a`;
 //! `{3, 2}` gives `a b a b a`. Counting sort over the `m` time slots with an
 //! incremental (division-free) walk per candidate: O(m + n) time and memory,
-//! no heap (a 65537-entry sequence for 1000 candidates takes ~0.2 ms).
+//! no heap and no division in the loops.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -25,19 +25,20 @@
 //!
 //! # sh/dh bucket table
 //!
-//! IPVS uses 256 buckets, filled with each server repeated `weight` times in
-//! list order; that loses weight fidelity (shares quantized to 1/256, weights
-//! summing above 256 truncated) and depends on list order. Here the table has
-//! `B = next_prime(clamp(256 * n, 1024, 65536))` buckets (so 256 per server
-//! up to 65537 buckets, 128 KiB of u16), each server holding its
-//! largest-remainder quota of `B * w_i / W` buckets (error < 1 bucket, i.e.
-//! < 1/B of the traffic, 0.0015 percentage points at 65537; at least one
-//! bucket each), laid out in the smooth weighted order of [`seq`](super::seq)
-//! so neighbouring buckets belong to different servers. A
+//! IPVS uses 256 buckets (CONFIG_IP_VS_SH_TAB_BITS = 8), filled with each
+//! server repeated `weight` times in list order; that quantizes shares to
+//! 1/256, starves servers beyond a weight sum of 256, and depends on list
+//! order. Here the table has
+//! `B = next_prime(max(clamp(256 * n, 1024, 65536), 2 * n))` buckets (256
+//! per server up to 65537 buckets = 128 KiB of u16; at least 2 per server).
+//! Each server holds its largest-remainder quota of `B * w_i / W` buckets
+//! (error < 1 bucket, i.e. < 1/B of the traffic: 0.0015 percentage points at
+//! 65537; at least one bucket each), laid out in the smooth weighted order
+//! of `seq::spread` so neighbouring buckets belong to different servers. A
 //! prime size is not needed for SipHash output (uniform 64 bits; the modulo
-//! bias is B / 2^64) but costs nothing. sh/dh are not consistent hashing
-//! (IPVS's are not either): a change of the server set re-spreads the table;
-//! use mh for that.
+//! bias is about B / 2^64) but costs nothing. sh/dh are not consistent
+//! hashing (IPVS's are not either): a change of the server set re-spreads
+//! the table; use mh for that.
 
 use super::hash::{SALT_FLOW, SALT_ORDER, hash_addr, hash_addr_salted, hash_backend};
 use super::seq::{next_prime, quotas, spread};
@@ -154,7 +155,9 @@ pub(crate) fn bucket_count(n: usize) -> u32 {
     if n == 0 {
         return 0;
     }
-    next_prime((n.saturating_mul(256)).clamp(1024, 65536) as u32)
+    // n <= MAX_CANDIDATES, so this stays far below u32::MAX.
+    let target = n.saturating_mul(256).clamp(1024, 65536).max(2 * n);
+    next_prime(target as u32)
 }
 
 /// Build: the sh/dh weighted bucket table (see module doc).

@@ -687,7 +687,7 @@ proptest! {
 const DISRUPTION_EPS: f64 = 0.02;
 
 #[test]
-#[ignore]
+#[ignore = "prints Maglev disruption statistics; run by hand with --ignored --nocapture"]
 fn mh_disruption_stats() {
     for n in [2usize, 3, 5, 10, 20, 50, 100, 1000] {
         let mut worst = 0f64;

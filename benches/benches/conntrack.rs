@@ -1,0 +1,67 @@
+//! Connection table lookup and insert at 1k, 100k, 1M and 10M live entries.
+//! Target: lookup at 10M within 2× of 1k; entry ≤ 64 bytes (checked here too).
+//! Lookups hit random live entries (xorshift order), the realistic worst case.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use xvs_benches::{conn, scramble, tuple};
+use xvs_core::conntrack::{Conn, ConnTable, InsertOutcome};
+use xvs_core::time::Time;
+
+const NOW: Time = Time(1000);
+
+fn sizes() -> Vec<u32> {
+    // XVS_BENCH_QUICK=1 (used by the test command) keeps to the small sizes.
+    if std::env::var_os("XVS_BENCH_QUICK").is_some() { vec![1_000, 100_000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] }
+}
+
+fn conntrack(c: &mut Criterion) {
+    assert!(std::mem::size_of::<Conn>() <= 64);
+    let mut g = c.benchmark_group("conntrack");
+    for n in sizes() {
+        // 25% headroom so inserts below do not evict.
+        let table = ConnTable::new(n as usize + n as usize / 4, 64, 11);
+        for i in 0..n {
+            assert!(matches!(table.insert(conn(i), NOW, |_| {}), InsertOutcome::Stored(_)));
+        }
+        let keys: Vec<_> = (0..4096u64).map(|k| tuple((scramble(k + 1) % u64::from(n)) as u32)).collect();
+        let mut k = 0usize;
+        g.bench_with_input(BenchmarkId::new("lookup", n), &n, |b, _| {
+            b.iter(|| {
+                let t = &keys[k & 4095];
+                k = k.wrapping_add(1);
+                black_box(table.lookup(black_box(t), NOW, |_| {}, |c, _| c.dport))
+            })
+        });
+        let reply_keys: Vec<_> = keys.iter().map(|t| conn_reply(t)).collect();
+        g.bench_with_input(BenchmarkId::new("lookup-reply", n), &n, |b, _| {
+            b.iter(|| {
+                let t = &reply_keys[k & 4095];
+                k = k.wrapping_add(1);
+                black_box(table.lookup(black_box(t), NOW, |_| {}, |c, _| c.dport))
+            })
+        });
+        let mut next = n;
+        g.bench_with_input(BenchmarkId::new("insert+remove", n), &n, |b, _| {
+            b.iter(|| {
+                let c = conn(next);
+                next += 1;
+                black_box(table.insert(c, NOW, |_| {}));
+                black_box(table.remove(&c.original_tuple()));
+            })
+        });
+        eprintln!("conntrack {n}: {} live", table.len());
+    }
+    g.finish();
+}
+
+fn conn_reply(t: &xvs_core::conntrack::Tuple) -> xvs_core::conntrack::Tuple {
+    let mut c = conn(0);
+    c.client = t.src;
+    c.cport = t.sport;
+    c.reply_tuple()
+}
+
+criterion_group!(benches, conntrack);
+criterion_main!(benches);

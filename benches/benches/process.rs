@@ -1,0 +1,95 @@
+//! `Director::process` per packet: an established NAT flow with 100k live connections
+//! (client side and reply side), DR, and new flows with and without persistence.
+//! Targets: established ≤ 50 ns, new flow with persistence ≤ 200 ns.
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use xvs_benches::{ack, client, scramble, syn, syn_persistent};
+use xvs_core::lab::{EXT, INT, lab_with, mac_of};
+use xvs_core::time::Time;
+use xvs_core::wire::build::FrameSpec;
+use xvs_core::wire::tcp_flags::{ACK, SYN};
+use xvs_core::{TableSizes, Verdict};
+
+const LIVE: u32 = 100_000;
+const NOW: Time = Time(1000);
+
+fn sizes() -> TableSizes {
+    TableSizes { conns: 1 << 21, templates: 1 << 20, fragments: 1024, shards: 64, max_dests: 1024, seed: 7 }
+}
+
+fn process(c: &mut Criterion) {
+    let mut d = lab_with(sizes());
+    // 100k live connections; the established frames below rotate over 1024 of them
+    // spread across the table (the rest stay live and compete for cache).
+    for i in 0..LIVE {
+        let mut f = syn(i);
+        assert_eq!(d.process(EXT, NOW, &mut f), Verdict::Forward { iface: INT });
+    }
+    let picks: Vec<u32> = (0..1024u64).map(|k| (scramble(k + 1) % u64::from(LIVE)) as u32).collect();
+    let originals: Vec<Vec<u8>> = picks.iter().map(|&i| ack(i)).collect();
+    let replies: Vec<Vec<u8>> = picks
+        .iter()
+        .map(|&i| {
+            let mut f = originals[picks.iter().position(|&p| p == i).unwrap()].clone();
+            d.process(EXT, NOW, &mut f);
+            // The server answers from the address the director chose.
+            let rs = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+            FrameSpec::tcp(format!("{rs}:8080").parse().unwrap(), client(i), ACK).with_macs(mac_of(u32::from(f[33])), [2, 0, 0, 0, 1, 1]).build()
+        })
+        .collect();
+    let dr: Vec<Vec<u8>> = (0..1024u32)
+        .map(|i| {
+            let f = FrameSpec::tcp(client(LIVE + i), "198.18.1.2:80".parse().unwrap(), SYN).build();
+            let mut g = f.clone();
+            d.process(EXT, NOW, &mut g);
+            FrameSpec::tcp(client(LIVE + i), "198.18.1.2:80".parse().unwrap(), ACK).build()
+        })
+        .collect();
+    let mut g = c.benchmark_group("process");
+    let mut run = |name: &str, frames: &[Vec<u8>], iface| {
+        let mut buf = frames[0].clone();
+        let mut k = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let f = &frames[k & 1023];
+                k = k.wrapping_add(1);
+                buf.copy_from_slice(f);
+                black_box(d.process(iface, NOW, black_box(&mut buf)))
+            })
+        });
+    };
+    run("established/nat-in/100k-live", &originals, EXT);
+    run("established/nat-reply/100k-live", &replies, INT);
+    run("established/dr/100k-live", &dr, EXT);
+    drop(run);
+    // New flows: a fresh SYN every iteration (distinct clients), tables sized so that
+    // they never fill during the measurement.
+    let mut next = 1_000_000u32;
+    g.bench_function("new-flow/persistent", |b| {
+        b.iter_batched_ref(
+            || {
+                next += 1;
+                syn_persistent(next)
+            },
+            |f| black_box(d.process(EXT, NOW, f)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("new-flow/rr", |b| {
+        b.iter_batched_ref(
+            || {
+                next += 1;
+                syn(next)
+            },
+            |f| black_box(d.process(EXT, NOW, f)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    eprintln!("live connections at the end: {}", d.shared().conns.len());
+}
+
+criterion_group!(benches, process);
+criterion_main!(benches);
