@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # Privileged tests (network namespaces, XDP) skip with a reason when not root;
 # CI sets XVS_REQUIRE_PRIVILEGED=1 so that such a skip fails instead.
 export XVS_REQUIRE_PRIVILEGED="${XVS_REQUIRE_PRIVILEGED:-0}"
+# Benches run once in test mode; keep their table sizes small there.
+export XVS_BENCH_QUICK=1
 
 scripts/setup.sh
 

@@ -13,7 +13,11 @@ const NOW: Time = Time(1000);
 
 fn sizes() -> Vec<u32> {
     // XVS_BENCH_QUICK=1 (used by the test command) keeps to the small sizes.
-    if std::env::var_os("XVS_BENCH_QUICK").is_some() { vec![1_000, 100_000] } else { vec![1_000, 100_000, 1_000_000, 10_000_000] }
+    if std::env::var_os("XVS_BENCH_QUICK").is_some() {
+        vec![1_000, 100_000]
+    } else {
+        vec![1_000, 100_000, 1_000_000, 10_000_000]
+    }
 }
 
 fn conntrack(c: &mut Criterion) {
@@ -23,9 +27,14 @@ fn conntrack(c: &mut Criterion) {
         // 25% headroom so inserts below do not evict.
         let table = ConnTable::new(n as usize + n as usize / 4, 64, 11);
         for i in 0..n {
-            assert!(matches!(table.insert(conn(i), NOW, |_| {}), InsertOutcome::Stored(_)));
+            assert!(matches!(
+                table.insert(conn(i), NOW, |_| {}),
+                InsertOutcome::Stored(_)
+            ));
         }
-        let keys: Vec<_> = (0..4096u64).map(|k| tuple((scramble(k + 1) % u64::from(n)) as u32)).collect();
+        let keys: Vec<_> = (0..4096u64)
+            .map(|k| tuple((scramble(k + 1) % u64::from(n)) as u32))
+            .collect();
         let mut k = 0usize;
         g.bench_with_input(BenchmarkId::new("lookup", n), &n, |b, _| {
             b.iter(|| {
@@ -34,7 +43,7 @@ fn conntrack(c: &mut Criterion) {
                 black_box(table.lookup(black_box(t), NOW, |_| {}, |c, _| c.dport))
             })
         });
-        let reply_keys: Vec<_> = keys.iter().map(|t| conn_reply(t)).collect();
+        let reply_keys: Vec<_> = keys.iter().map(conn_reply).collect();
         g.bench_with_input(BenchmarkId::new("lookup-reply", n), &n, |b, _| {
             b.iter(|| {
                 let t = &reply_keys[k & 4095];
@@ -42,11 +51,12 @@ fn conntrack(c: &mut Criterion) {
                 black_box(table.lookup(black_box(t), NOW, |_| {}, |c, _| c.dport))
             })
         });
-        let mut next = n;
+        // Fresh flows (not in the table), built before timing.
+        let fresh: Vec<Conn> = (0..4096).map(|i| conn(n + i)).collect();
         g.bench_with_input(BenchmarkId::new("insert+remove", n), &n, |b, _| {
             b.iter(|| {
-                let c = conn(next);
-                next += 1;
+                let c = fresh[k & 4095];
+                k = k.wrapping_add(1);
                 black_box(table.insert(c, NOW, |_| {}));
                 black_box(table.remove(&c.original_tuple()));
             })

@@ -30,7 +30,11 @@ fn pnet_v4(frame: &[u8]) -> Option<(u16, u16, bool)> {
         return None;
     }
     let tcp = PnetTcp::new(ip.payload())?;
-    Some((tcp.get_source(), tcp.get_destination(), tcp.get_flags() & 2 != 0))
+    Some((
+        tcp.get_source(),
+        tcp.get_destination(),
+        tcp.get_flags() & 2 != 0,
+    ))
 }
 
 fn xvs_v6(frame: &[u8]) -> Option<(u16, u16)> {
@@ -49,8 +53,18 @@ fn pnet_v6(frame: &[u8]) -> Option<(u16, u16)> {
 }
 
 fn parse(c: &mut Criterion) {
-    let v4 = FrameSpec::tcp("198.18.0.10:40000".parse().unwrap(), "198.18.1.1:80".parse().unwrap(), SYN).build();
-    let v6 = FrameSpec::tcp("[2001:db8::10]:40000".parse().unwrap(), "[2001:db8:1::1]:80".parse().unwrap(), SYN).build();
+    let v4 = FrameSpec::tcp(
+        "198.18.0.10:40000".parse().unwrap(),
+        "198.18.1.1:80".parse().unwrap(),
+        SYN,
+    )
+    .build();
+    let v6 = FrameSpec::tcp(
+        "[2001:db8::10]:40000".parse().unwrap(),
+        "[2001:db8:1::1]:80".parse().unwrap(),
+        SYN,
+    )
+    .build();
     assert_eq!(xvs_v4(&v4), pnet_v4(&v4));
     assert_eq!(xvs_v6(&v6), pnet_v6(&v6));
     let mut g = c.benchmark_group("parse");

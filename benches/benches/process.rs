@@ -16,7 +16,14 @@ const LIVE: u32 = 100_000;
 const NOW: Time = Time(1000);
 
 fn sizes() -> TableSizes {
-    TableSizes { conns: 1 << 21, templates: 1 << 20, fragments: 1024, shards: 64, max_dests: 1024, seed: 7 }
+    TableSizes {
+        conns: 1 << 18,
+        templates: 1 << 18,
+        fragments: 1024,
+        shards: 64,
+        max_dests: 1024,
+        seed: 7,
+    }
 }
 
 fn process(c: &mut Criterion) {
@@ -27,7 +34,9 @@ fn process(c: &mut Criterion) {
         let mut f = syn(i);
         assert_eq!(d.process(EXT, NOW, &mut f), Verdict::Forward { iface: INT });
     }
-    let picks: Vec<u32> = (0..1024u64).map(|k| (scramble(k + 1) % u64::from(LIVE)) as u32).collect();
+    let picks: Vec<u32> = (0..1024u64)
+        .map(|k| (scramble(k + 1) % u64::from(LIVE)) as u32)
+        .collect();
     let originals: Vec<Vec<u8>> = picks.iter().map(|&i| ack(i)).collect();
     let replies: Vec<Vec<u8>> = picks
         .iter()
@@ -36,7 +45,9 @@ fn process(c: &mut Criterion) {
             d.process(EXT, NOW, &mut f);
             // The server answers from the address the director chose.
             let rs = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
-            FrameSpec::tcp(format!("{rs}:8080").parse().unwrap(), client(i), ACK).with_macs(mac_of(u32::from(f[33])), [2, 0, 0, 0, 1, 1]).build()
+            FrameSpec::tcp(format!("{rs}:8080").parse().unwrap(), client(i), ACK)
+                .with_macs(mac_of(u32::from(f[33])), [2, 0, 0, 0, 1, 1])
+                .build()
         })
         .collect();
     let dr: Vec<Vec<u8>> = (0..1024u32)
@@ -63,7 +74,6 @@ fn process(c: &mut Criterion) {
     run("established/nat-in/100k-live", &originals, EXT);
     run("established/nat-reply/100k-live", &replies, INT);
     run("established/dr/100k-live", &dr, EXT);
-    drop(run);
     // New flows: a fresh SYN every iteration (distinct clients), tables sized so that
     // they never fill during the measurement.
     let mut next = 1_000_000u32;

@@ -16,7 +16,14 @@ const NOW: Time = Time(1000);
 const FLOWS: u32 = 100_000;
 
 fn director() -> Director {
-    let mut d = lab_with(TableSizes { conns: 1 << 18, templates: 1 << 12, fragments: 1024, shards: 64, max_dests: 1024, seed: 5 });
+    let mut d = lab_with(TableSizes {
+        conns: 1 << 18,
+        templates: 1 << 12,
+        fragments: 1024,
+        shards: 64,
+        max_dests: 1024,
+        seed: 5,
+    });
     for i in 0..FLOWS {
         let mut f = syn(i);
         d.process(EXT, NOW, &mut f);
@@ -46,7 +53,12 @@ fn threads(c: &mut Criterion) {
     g.bench_function("established/2-threads-per-thread", |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
-            let (shared, snap, fb, bar) = (base.shared().clone(), base.snapshot().clone(), frames_b.clone(), barrier.clone());
+            let (shared, snap, fb, bar) = (
+                base.shared().clone(),
+                base.snapshot().clone(),
+                frames_b.clone(),
+                barrier.clone(),
+            );
             let other = std::thread::spawn(move || {
                 let mut d = Director::new(shared, snap);
                 bar.wait();

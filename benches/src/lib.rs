@@ -48,7 +48,14 @@ pub fn tuple(i: u32) -> Tuple {
 
 /// A NAT connection for tuple `i` (expiring far in the future).
 pub fn conn(i: u32) -> Conn {
-    let mut c = Conn::new(&tuple(i), to_bytes("198.19.0.10".parse().unwrap()), 8080, DestId(10), true, ConnState::Established);
+    let mut c = Conn::new(
+        &tuple(i),
+        to_bytes("198.19.0.10".parse().unwrap()),
+        8080,
+        DestId(10),
+        true,
+        ConnState::Established,
+    );
     c.expires = Time(1 << 30);
     c
 }

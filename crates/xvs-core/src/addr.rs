@@ -33,7 +33,11 @@ pub fn v4_octets(b: &AddrBytes) -> [u8; 4] {
 /// Back to an [`IpAddr`].
 #[inline]
 pub fn from_bytes(b: &AddrBytes, v6: bool) -> IpAddr {
-    if v6 { IpAddr::V6(Ipv6Addr::from(*b)) } else { IpAddr::V4(Ipv4Addr::from(v4_octets(b))) }
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*b))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(v4_octets(b)))
+    }
 }
 
 /// `b` with every bit after the first `prefix` bits cleared (`prefix` ≤ 32 for IPv4,
@@ -44,7 +48,11 @@ pub fn mask(b: &AddrBytes, v6: bool, prefix: u8) -> AddrBytes {
     let width: u32 = if v6 { 128 } else { 32 };
     let prefix = u32::from(prefix).min(width);
     // IPv4 lives in the top 32 bits of the u128 view.
-    let keep = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let keep = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     (bits & keep).to_be_bytes()
 }
 
@@ -57,13 +65,22 @@ mod tests {
         let v4: IpAddr = "198.18.3.77".parse().unwrap();
         let b = to_bytes(v4);
         assert_eq!(from_bytes(&b, false), v4);
-        assert_eq!(from_bytes(&mask(&b, false, 24), false), "198.18.3.0".parse::<IpAddr>().unwrap());
-        assert_eq!(from_bytes(&mask(&b, false, 0), false), "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            from_bytes(&mask(&b, false, 24), false),
+            "198.18.3.0".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            from_bytes(&mask(&b, false, 0), false),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(mask(&b, false, 32), b);
         let v6: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
         let b6 = to_bytes(v6);
         assert_eq!(from_bytes(&b6, true), v6);
-        assert_eq!(from_bytes(&mask(&b6, true, 48), true), "2001:db8:1::".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            from_bytes(&mask(&b6, true, 48), true),
+            "2001:db8:1::".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(mask(&b6, true, 200), b6);
     }
 }

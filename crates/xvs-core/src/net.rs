@@ -58,10 +58,21 @@ pub struct NetView {
 
 impl NetView {
     /// A view from its parts (routes are sorted here).
-    pub fn new(ifaces: Vec<Iface>, mut routes: Vec<Route>, neighbours: impl IntoIterator<Item = (IpAddr, [u8; 6])>) -> Self {
+    pub fn new(
+        ifaces: Vec<Iface>,
+        mut routes: Vec<Route>,
+        neighbours: impl IntoIterator<Item = (IpAddr, [u8; 6])>,
+    ) -> Self {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.prefix_len()));
-        let neighbours = neighbours.into_iter().map(|(ip, mac)| ((to_bytes(ip), ip.is_ipv6()), mac)).collect();
-        NetView { ifaces, routes, neighbours }
+        let neighbours = neighbours
+            .into_iter()
+            .map(|(ip, mac)| ((to_bytes(ip), ip.is_ipv6()), mac))
+            .collect();
+        NetView {
+            ifaces,
+            routes,
+            neighbours,
+        }
     }
 
     /// Interfaces.
@@ -72,7 +83,11 @@ impl NetView {
     /// The MAC of interface `id` (zero when unknown).
     #[inline]
     pub fn iface_mac(&self, id: IfaceId) -> [u8; 6] {
-        self.ifaces.iter().find(|i| i.id == id).map(|i| i.mac).unwrap_or_default()
+        self.ifaces
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.mac)
+            .unwrap_or_default()
     }
 
     /// The neighbour MAC of an address, if known.
@@ -84,13 +99,20 @@ impl NetView {
     #[inline]
     pub fn next_hop(&self, dst: &AddrBytes, v6: bool) -> Result<NextHop, HopError> {
         let ip = from_bytes(dst, v6);
-        let route = self.routes.iter().find(|r| r.prefix.contains(&ip)).ok_or(HopError::NoRoute)?;
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.prefix.contains(&ip))
+            .ok_or(HopError::NoRoute)?;
         let (hop, hop_v6) = match route.gateway {
             Some(gw) => (to_bytes(gw), gw.is_ipv6()),
             None => (*dst, v6),
         };
         match self.neighbours.get(&(hop, hop_v6)) {
-            Some(&mac) => Ok(NextHop { iface: route.iface, mac }),
+            Some(&mac) => Ok(NextHop {
+                iface: route.iface,
+                mac,
+            }),
             None => Err(HopError::Unresolved(hop, hop_v6)),
         }
     }
@@ -104,17 +126,50 @@ mod tests {
     fn longest_prefix_and_gateway() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let v = NetView::new(
-            vec![Iface { id: IfaceId(0), name: "ext".into(), mac: [2, 0, 0, 0, 0, 1] }],
+            vec![Iface {
+                id: IfaceId(0),
+                name: "ext".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+            }],
             vec![
-                Route { prefix: "0.0.0.0/0".parse().unwrap(), iface: IfaceId(0), gateway: Some(ip("198.18.0.1")) },
-                Route { prefix: "198.18.7.0/24".parse().unwrap(), iface: IfaceId(1), gateway: None },
+                Route {
+                    prefix: "0.0.0.0/0".parse().unwrap(),
+                    iface: IfaceId(0),
+                    gateway: Some(ip("198.18.0.1")),
+                },
+                Route {
+                    prefix: "198.18.7.0/24".parse().unwrap(),
+                    iface: IfaceId(1),
+                    gateway: None,
+                },
             ],
-            [(ip("198.18.0.1"), [2, 0, 0, 0, 0, 9]), (ip("198.18.7.5"), [2, 0, 0, 0, 0, 5])],
+            [
+                (ip("198.18.0.1"), [2, 0, 0, 0, 0, 9]),
+                (ip("198.18.7.5"), [2, 0, 0, 0, 0, 5]),
+            ],
         );
-        assert_eq!(v.next_hop(&to_bytes(ip("198.18.7.5")), false), Ok(NextHop { iface: IfaceId(1), mac: [2, 0, 0, 0, 0, 5] }));
-        assert_eq!(v.next_hop(&to_bytes(ip("203.0.113.9")), false), Ok(NextHop { iface: IfaceId(0), mac: [2, 0, 0, 0, 0, 9] }));
-        assert_eq!(v.next_hop(&to_bytes(ip("198.18.7.6")), false), Err(HopError::Unresolved(to_bytes(ip("198.18.7.6")), false)));
-        assert_eq!(v.next_hop(&to_bytes(ip("2001:db8::1")), true), Err(HopError::NoRoute));
+        assert_eq!(
+            v.next_hop(&to_bytes(ip("198.18.7.5")), false),
+            Ok(NextHop {
+                iface: IfaceId(1),
+                mac: [2, 0, 0, 0, 0, 5]
+            })
+        );
+        assert_eq!(
+            v.next_hop(&to_bytes(ip("203.0.113.9")), false),
+            Ok(NextHop {
+                iface: IfaceId(0),
+                mac: [2, 0, 0, 0, 0, 9]
+            })
+        );
+        assert_eq!(
+            v.next_hop(&to_bytes(ip("198.18.7.6")), false),
+            Err(HopError::Unresolved(to_bytes(ip("198.18.7.6")), false))
+        );
+        assert_eq!(
+            v.next_hop(&to_bytes(ip("2001:db8::1")), true),
+            Err(HopError::NoRoute)
+        );
         assert_eq!(v.iface_mac(IfaceId(0)), [2, 0, 0, 0, 0, 1]);
     }
 }

@@ -81,7 +81,11 @@ pub(crate) fn shard_layout(shards: usize) -> (usize, u32) {
 /// Shard number from a hash: the top bits, so the low bits stay independent for the index.
 #[inline]
 pub(crate) fn shard_of(hash: u64, shift: u32) -> usize {
-    if shift >= 64 { 0 } else { (hash >> shift) as usize }
+    if shift >= 64 {
+        0
+    } else {
+        (hash >> shift) as usize
+    }
 }
 
 impl<K: Hash + Eq + Copy, V: Expiring> ShardedTable<K, V> {
@@ -90,8 +94,14 @@ impl<K: Hash + Eq + Copy, V: Expiring> ShardedTable<K, V> {
     pub fn new(capacity: usize, shards: usize, seed: u64) -> Self {
         let (n, shard_shift) = shard_layout(shards);
         let per_shard = capacity.div_ceil(n).max(1);
-        let shards = (0..n).map(|_| Mutex::new(Shard::with_capacity(per_shard))).collect();
-        ShardedTable { shards, hasher: TableHasher::with_seed(seed), shard_shift }
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard::with_capacity(per_shard)))
+            .collect();
+        ShardedTable {
+            shards,
+            hasher: TableHasher::with_seed(seed),
+            shard_shift,
+        }
     }
 
     /// Total slots.
@@ -113,7 +123,11 @@ impl<K: Hash + Eq + Copy, V: Expiring> ShardedTable<K, V> {
     pub fn with_shard<R>(&self, key: &K, f: impl FnOnce(&mut ShardRef<'_, K, V>) -> R) -> R {
         let hash = self.hasher.hash_one(key);
         let mut guard = lock(&self.shards[shard_of(hash, self.shard_shift)]);
-        let mut shard = ShardRef { shard: &mut guard, hash, hasher: &self.hasher };
+        let mut shard = ShardRef {
+            shard: &mut guard,
+            hash,
+            hasher: &self.hasher,
+        };
         f(&mut shard)
     }
 
@@ -178,7 +192,13 @@ impl<K: Hash + Eq + Copy, V: Expiring> ShardRef<'_, K, V> {
 
     /// Insert or replace `key`, evicting by policy when the shard is full. The evicted
     /// entry (if any) is passed to `on_evicted`.
-    pub fn insert(&mut self, key: K, value: V, now: Time, on_evicted: impl FnOnce(&K, &V)) -> Inserted {
+    pub fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        now: Time,
+        on_evicted: impl FnOnce(&K, &V),
+    ) -> Inserted {
         if let Some(slot) = self.shard.find(self.hash, &key) {
             self.shard.slots[slot] = Some((key, value));
             return Inserted::Free;
@@ -187,16 +207,24 @@ impl<K: Hash + Eq + Copy, V: Expiring> ShardRef<'_, K, V> {
         if self.shard.free.is_empty() {
             let victim = self.shard.pick_victim(now);
             if let Some((k, v)) = self.shard.remove_slot(victim, self.hasher) {
-                outcome = if v.is_expired(now) { Inserted::EvictedExpired } else { Inserted::EvictedLive };
+                outcome = if v.is_expired(now) {
+                    Inserted::EvictedExpired
+                } else {
+                    Inserted::EvictedLive
+                };
                 on_evicted(&k, &v);
             }
         }
-        let Some(slot) = self.shard.free.pop() else { return outcome };
+        let Some(slot) = self.shard.free.pop() else {
+            return outcome;
+        };
         self.shard.slots[slot as usize] = Some((key, value));
         let hasher = self.hasher;
         let slots = &self.shard.slots;
         self.shard.index.insert_unique(self.hash, slot, |&s| {
-            let (k, _) = slots[s as usize].as_ref().expect("indexed slot is occupied");
+            let (k, _) = slots[s as usize]
+                .as_ref()
+                .expect("indexed slot is occupied");
             hasher.hash_one(k)
         });
         outcome
@@ -220,7 +248,10 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
 
     fn find(&self, hash: u64, key: &K) -> Option<usize> {
         self.index
-            .find(hash, |&s| matches!(&self.slots[s as usize], Some((k, _)) if k == key))
+            .find(
+                hash,
+                |&s| matches!(&self.slots[s as usize], Some((k, _)) if k == key),
+            )
             .map(|&s| s as usize)
     }
 
@@ -293,14 +324,19 @@ mod tests {
     }
 
     fn insert(t: &ShardedTable<u32, Val>, k: u32, deadline: u32, now: u32) -> Inserted {
-        t.with_shard(&k, |s| s.insert(k, Val(Time(deadline)), Time(now), |_, _| {}))
+        t.with_shard(&k, |s| {
+            s.insert(k, Val(Time(deadline)), Time(now), |_, _| {})
+        })
     }
 
     #[test]
     fn insert_get_remove() {
         let t = ShardedTable::new(64, 4, 7);
         assert_eq!(insert(&t, 1, 100, 0), Inserted::Free);
-        assert_eq!(t.with_shard(&1, |s| s.get_mut(&1).copied()), Some(Val(Time(100))));
+        assert_eq!(
+            t.with_shard(&1, |s| s.get_mut(&1).copied()),
+            Some(Val(Time(100)))
+        );
         assert_eq!(t.len(), 1);
         assert_eq!(t.with_shard(&1, |s| s.remove(&1)), Some(Val(Time(100))));
         assert!(t.is_empty());
@@ -316,12 +352,16 @@ mod tests {
         // key 2 expires at 50; at now=60 it is the expired one and must go first.
         t.with_shard(&2, |s| s.get_mut(&2).unwrap().0 = Time(50));
         let mut evicted = None;
-        let out = t.with_shard(&9, |s| s.insert(9, Val(Time(2000)), Time(60), |k, _| evicted = Some(*k)));
+        let out = t.with_shard(&9, |s| {
+            s.insert(9, Val(Time(2000)), Time(60), |k, _| evicted = Some(*k))
+        });
         assert_eq!(out, Inserted::EvictedExpired);
         assert_eq!(evicted, Some(2));
         // Nothing expired now: the earliest deadline (key 0 at 1000) goes.
         let mut evicted = None;
-        let out = t.with_shard(&10, |s| s.insert(10, Val(Time(3000)), Time(60), |k, _| evicted = Some(*k)));
+        let out = t.with_shard(&10, |s| {
+            s.insert(10, Val(Time(3000)), Time(60), |k, _| evicted = Some(*k))
+        });
         assert_eq!(out, Inserted::EvictedLive);
         assert_eq!(evicted, Some(0));
         assert_eq!(t.len(), 4);

@@ -53,7 +53,11 @@ impl Time {
     /// Milliseconds from `now` until `self` (0 when passed).
     #[inline]
     pub const fn remaining_ms(self, now: Time) -> u32 {
-        if self.is_after(now) { self.0.wrapping_sub(now.0) } else { 0 }
+        if self.is_after(now) {
+            self.0.wrapping_sub(now.0)
+        } else {
+            0
+        }
     }
 }
 

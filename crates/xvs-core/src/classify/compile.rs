@@ -27,7 +27,7 @@ use ipnet::IpNet;
 
 use super::lookup::{
     A, B, C, Classifier, D, DPORT, DST, Frontier, IFACE, NODES, NONE, PROTO, RangeMap, SPORT, SRC,
-    Table,
+    TRIE_PTR, Table, V4Map, V4Trie,
 };
 use super::{Action, CompileError, CompileOptions, MAX_RULES, PortRange, Rule};
 
@@ -189,6 +189,68 @@ fn range_map<K>(intervals: &[(u128, u32)], key: impl Fn(u128) -> K) -> RangeMap<
     }
 }
 
+/// IPv4 map for `intervals`: the trie when there are at least `min`
+/// intervals and it stays within `max(1 MiB, 32 × the search map)`, else
+/// the binary search.
+fn v4_map(intervals: &[(u128, u32)], min: usize) -> V4Map {
+    let search = range_map(intervals, |k| k as u32);
+    if intervals.len() < min || intervals.iter().any(|i| i.1 >= TRIE_PTR) {
+        return V4Map::Search(search);
+    }
+    let cap = (1usize << 20).max(32 * search.bytes());
+    match v4_trie(&search, cap) {
+        Some(t) => V4Map::Trie(t),
+        None => V4Map::Search(search),
+    }
+}
+
+/// Build the 16-8-8 trie of `m`, or `None` past `cap` bytes.
+fn v4_trie(m: &RangeMap<u32>, cap: usize) -> Option<V4Trie> {
+    // Interval `at` contains `lo`; queries come with nondecreasing `lo`, so
+    // a forward-only cursor finds it. Returns the class if `lo..=hi` lie in
+    // that one interval, and the interval's end (exclusive, as u64).
+    let mut at = 0;
+    let mut uniform = |lo: u32, hi: u32| {
+        while m.starts.get(at + 1).is_some_and(|&s| s <= lo) {
+            at += 1;
+        }
+        let end = m.starts.get(at + 1).map_or(1 << 32, |&s| u64::from(s));
+        (end > u64::from(hi)).then_some((m.class[at], end))
+    };
+    let mut l1 = vec![0u32; 1 << 16];
+    let (mut l2, mut l3) = (Vec::new(), Vec::new());
+    let mut i1 = 0;
+    while i1 < l1.len() {
+        let base1 = (i1 as u32) << 16;
+        if let Some((c, end)) = uniform(base1, base1 | 0xffff) {
+            // Every /16 wholly below `end` is in the same interval.
+            let next = ((end >> 16) as usize).max(i1 + 1);
+            l1[i1..next].fill(c);
+            i1 = next;
+            continue;
+        }
+        l1[i1] = TRIE_PTR | (l2.len() >> 8) as u32;
+        for i2 in 0..256u32 {
+            let base2 = base1 | i2 << 8;
+            if let Some((c, _)) = uniform(base2, base2 | 0xff) {
+                l2.push(c);
+                continue;
+            }
+            l2.push(TRIE_PTR | (l3.len() >> 8) as u32);
+            l3.extend((0..256u32).map(|i3| m.lookup(base2 | i3)));
+        }
+        if ((1 << 16) + l2.len() + l3.len()) * 4 > cap {
+            return None;
+        }
+        i1 += 1;
+    }
+    Some(V4Trie {
+        l1: l1.into_boxed_slice(),
+        l2: l2.into_boxed_slice(),
+        l3: l3.into_boxed_slice(),
+    })
+}
+
 /// Per-rule criterion on one field: `None` = any, else inclusive ranges.
 type Criterion = Option<Vec<(u128, u128)>>;
 
@@ -346,9 +408,9 @@ impl<'a> Builder<'a> {
             proto_table[start as usize..end].fill(class);
         }
         let maps = (
-            range_map(&src[0], |k| k as u32),
+            v4_map(&src[0], self.opts.trie_min_intervals),
             range_map(&src[1], |k| k),
-            range_map(&dst[0], |k| k as u32),
+            v4_map(&dst[0], self.opts.trie_min_intervals),
             range_map(&dst[1], |k| k),
             range_map(&iface[0], |k| k as u16),
             range_map(&sport[0], |k| k as u16),

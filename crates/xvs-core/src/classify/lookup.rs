@@ -11,6 +11,10 @@
 //!
 //! * `RangeMap`: `starts` is strictly increasing, `starts[0] == 0`, and
 //!   `class.len() == starts.len()`; interval `i` is `starts[i]..starts[i+1]`.
+//! * `V4Trie`: `l1` has 65536 entries, `l2`/`l3` whole 256-entry chunks;
+//!   an entry with [`TRIE_PTR`] set names an existing chunk of the next
+//!   level, `l3` holds only class ids, and every key maps to the class the
+//!   binary search over the same intervals would give.
 //! * `Table`: `data.len() == rows * cols`, indexed by `(left, right)` class
 //!   ids of the node's children; entries are class ids of the node, or in
 //!   the final table a rule index or [`NONE`].
@@ -58,7 +62,7 @@ pub(super) struct RangeMap<K> {
 
 impl<K: Copy + Ord> RangeMap<K> {
     #[inline]
-    fn lookup(&self, key: K) -> u32 {
+    pub(super) fn lookup(&self, key: K) -> u32 {
         // starts[0] == 0 <= key, so the partition point is >= 1.
         let i = self.starts.partition_point(|&s| s <= key);
         self.class[i.saturating_sub(1)]
@@ -66,6 +70,70 @@ impl<K: Copy + Ord> RangeMap<K> {
 
     pub(super) fn bytes(&self) -> usize {
         self.starts.len() * size_of::<K>() + self.class.len() * 4
+    }
+}
+
+/// IPv4 phase-0 map: a binary search for few intervals, a 16-8-8 multibit
+/// trie (three dependent loads at most) for many.
+#[derive(Clone, Debug)]
+pub(super) enum V4Map {
+    Search(RangeMap<u32>),
+    Trie(V4Trie),
+}
+
+impl Default for V4Map {
+    fn default() -> Self {
+        V4Map::Search(RangeMap::default())
+    }
+}
+
+impl V4Map {
+    #[inline]
+    fn lookup(&self, key: u32) -> u32 {
+        match self {
+            V4Map::Search(m) => m.lookup(key),
+            V4Map::Trie(t) => t.lookup(key),
+        }
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        match self {
+            V4Map::Search(m) => m.bytes(),
+            V4Map::Trie(t) => t.bytes(),
+        }
+    }
+}
+
+/// Entry flag: the rest of the entry is a chunk index of the next level
+/// (else it is a class id, always `< TRIE_PTR`).
+pub(super) const TRIE_PTR: u32 = 1 << 31;
+
+/// 16-8-8 multibit trie over IPv4 keys. `l1` has 65536 entries, `l2` and
+/// `l3` are chunks of 256 entries; every pointer entry names an existing
+/// chunk, every `l3` entry is a class id.
+#[derive(Clone, Debug)]
+pub(super) struct V4Trie {
+    pub(super) l1: Box<[u32]>,
+    pub(super) l2: Box<[u32]>,
+    pub(super) l3: Box<[u32]>,
+}
+
+impl V4Trie {
+    #[inline]
+    fn lookup(&self, key: u32) -> u32 {
+        let e = self.l1[(key >> 16) as usize];
+        if e & TRIE_PTR == 0 {
+            return e;
+        }
+        let e = self.l2[((e & !TRIE_PTR) as usize) << 8 | ((key >> 8) & 0xff) as usize];
+        if e & TRIE_PTR == 0 {
+            return e;
+        }
+        self.l3[((e & !TRIE_PTR) as usize) << 8 | (key & 0xff) as usize]
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        (self.l1.len() + self.l2.len() + self.l3.len()) * 4
     }
 }
 
@@ -98,9 +166,9 @@ pub(super) struct Frontier {
 #[derive(Clone)]
 pub struct Classifier {
     pub(super) actions: Box<[Action]>,
-    pub(super) src4: RangeMap<u32>,
+    pub(super) src4: V4Map,
     pub(super) src6: RangeMap<u128>,
-    pub(super) dst4: RangeMap<u32>,
+    pub(super) dst4: V4Map,
     pub(super) dst6: RangeMap<u128>,
     /// 256 entries when non-empty.
     pub(super) proto: Box<[u32]>,
@@ -150,9 +218,9 @@ impl Classifier {
     pub fn empty() -> Classifier {
         Classifier {
             actions: Box::default(),
-            src4: RangeMap::default(),
+            src4: V4Map::default(),
             src6: RangeMap::default(),
-            dst4: RangeMap::default(),
+            dst4: V4Map::default(),
             dst6: RangeMap::default(),
             proto: Box::default(),
             iface: RangeMap::default(),

@@ -36,13 +36,22 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> PacketMeta {
     pkt(src, dst, 6, Some((sport, dport)))
 }
 
-/// Budgets exercising every plan: full RFC, partial tables, pure AND.
+/// Budgets exercising every plan (full RFC, partial tables, pure AND) and
+/// both IPv4 maps (binary search, trie).
 fn option_sets() -> Vec<CompileOptions> {
     let d = CompileOptions::default();
     vec![
         d,
+        CompileOptions {
+            trie_min_intervals: 0,
+            ..d
+        },
         CompileOptions { max_work: 0, ..d },
-        CompileOptions { max_work: 40, ..d },
+        CompileOptions {
+            max_work: 40,
+            trie_min_intervals: 0,
+            ..d
+        },
         CompileOptions { max_work: 400, ..d },
         CompileOptions {
             max_bytes: 6_000,

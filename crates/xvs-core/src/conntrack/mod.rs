@@ -29,7 +29,7 @@ use crate::time::Time;
 pub use state::{ConnState, TcpFlags, Timeouts, tcp_next};
 
 /// A packet's 5-tuple as seen on the wire (addresses in table form).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuple {
     /// Source address.
     pub src: AddrBytes,
@@ -43,6 +43,25 @@ pub struct Tuple {
     pub protocol: u8,
     /// IPv6 when true.
     pub v6: bool,
+}
+
+impl std::hash::Hash for Tuple {
+    /// Three word writes (no length prefixes): the per-packet hash stays cheap.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.src));
+        state.write_u128(u128::from_ne_bytes(self.dst));
+        let rest = (u64::from(self.sport) << 32)
+            | (u64::from(self.dport) << 16)
+            | (u64::from(self.protocol) << 8)
+            | u64::from(self.v6);
+        state.write_u64(rest);
+    }
+}
+
+#[inline]
+fn same_addr(a: &AddrBytes, b: &AddrBytes) -> bool {
+    u128::from_ne_bytes(*a) == u128::from_ne_bytes(*b)
 }
 
 /// Which way a packet travels on a connection.
@@ -89,7 +108,14 @@ const _: () = assert!(std::mem::size_of::<Conn>() <= 64);
 
 impl Conn {
     /// A new entry for `original` (client → VIP) sent to `daddr:dport`.
-    pub fn new(original: &Tuple, daddr: AddrBytes, dport: u16, dest: DestId, nat: bool, state: ConnState) -> Conn {
+    pub fn new(
+        original: &Tuple,
+        daddr: AddrBytes,
+        dport: u16,
+        dest: DestId,
+        nat: bool,
+        state: ConnState,
+    ) -> Conn {
         let mut c = Conn {
             client: original.src,
             vaddr: original.dst,
@@ -181,10 +207,16 @@ impl Conn {
         let same = self.protocol == t.protocol && self.is_v6() == t.v6;
         same && match dir {
             Direction::Original => {
-                self.client == t.src && self.cport == t.sport && self.vaddr == t.dst && self.vport == t.dport
+                self.cport == t.sport
+                    && self.vport == t.dport
+                    && same_addr(&self.client, &t.src)
+                    && same_addr(&self.vaddr, &t.dst)
             }
             Direction::Reply => {
-                self.daddr == t.src && self.dport == t.sport && self.client == t.dst && self.cport == t.dport
+                self.dport == t.sport
+                    && self.cport == t.dport
+                    && same_addr(&self.daddr, &t.src)
+                    && same_addr(&self.client, &t.dst)
             }
         }
     }
@@ -237,7 +269,10 @@ pub struct ConnTable {
 
 #[inline]
 fn endpoint_hash(h: &TableHasher, addr: &AddrBytes, port: u16, protocol: u8) -> u64 {
-    h.hash_one((addr, port, protocol))
+    h.hash_one((
+        u128::from_ne_bytes(*addr),
+        (u32::from(port) << 8) | u32::from(protocol),
+    ))
 }
 
 impl ConnTable {
@@ -256,7 +291,11 @@ impl ConnTable {
                 })
             })
             .collect();
-        ConnTable { shards, hasher: TableHasher::with_seed(seed), shard_shift }
+        ConnTable {
+            shards,
+            hasher: TableHasher::with_seed(seed),
+            shard_shift,
+        }
     }
 
     /// Total slots.
@@ -266,10 +305,13 @@ impl ConnTable {
 
     /// Entries stored (including expired ones not yet swept).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| {
-            let s = lock(s);
-            s.slots.len() - s.free.len()
-        }).sum()
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = lock(s);
+                s.slots.len() - s.free.len()
+            })
+            .sum()
     }
 
     /// True when empty.
@@ -301,7 +343,9 @@ impl ConnTable {
                 Direction::Reply => (&t.dst, t.dport),
             };
             let mut s = lock(self.shard_for(addr, port, t.protocol));
-            let Some(slot) = s.find(key_hash, dir, t) else { continue };
+            let Some(slot) = s.find(key_hash, dir, t) else {
+                continue;
+            };
             if s.slots[slot].expires.has_passed(now) {
                 let gone = s.remove_slot(slot, &self.hasher);
                 drop(s);
@@ -316,7 +360,7 @@ impl ConnTable {
     /// Store `conn` (its `expires` set by the caller) unless its flow is already there.
     pub fn insert(&self, conn: Conn, now: Time, on_evicted: impl FnOnce(&Conn)) -> InsertOutcome {
         let original = conn.original_tuple();
-        let key_hash = self.hasher.hash_one(&original);
+        let key_hash = self.hasher.hash_one(original);
         let mut s = lock(self.shard_for(&conn.client, conn.cport, conn.protocol));
         if let Some(slot) = s.find(key_hash, Direction::Original, &original) {
             let existing = s.slots[slot];
@@ -332,7 +376,11 @@ impl ConnTable {
         if s.free.is_empty() {
             let victim = s.pick_victim(now);
             let gone = s.remove_slot(victim, &self.hasher);
-            outcome = if gone.expires.has_passed(now) { Inserted::EvictedExpired } else { Inserted::EvictedLive };
+            outcome = if gone.expires.has_passed(now) {
+                Inserted::EvictedExpired
+            } else {
+                Inserted::EvictedLive
+            };
             on_evicted(&gone);
         }
         s.store(conn, &self.hasher);
@@ -370,7 +418,11 @@ impl ConnTable {
 
     /// Remove every entry for which `keep` is false (e.g. connections of a removed real
     /// server under the "reset" reload policy); `on_removed` sees each one.
-    pub fn retain(&self, mut keep: impl FnMut(&Conn) -> bool, mut on_removed: impl FnMut(&Conn)) -> usize {
+    pub fn retain(
+        &self,
+        mut keep: impl FnMut(&Conn) -> bool,
+        mut on_removed: impl FnMut(&Conn),
+    ) -> usize {
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut s = lock(shard);
@@ -409,7 +461,11 @@ impl Shard {
 
     fn rehash(slots: &[Conn], hasher: &TableHasher, v: u32) -> u64 {
         let c = &slots[(v & !REPLY_BIT) as usize];
-        let t = if v & REPLY_BIT != 0 { c.reply_tuple() } else { c.original_tuple() };
+        let t = if v & REPLY_BIT != 0 {
+            c.reply_tuple()
+        } else {
+            c.original_tuple()
+        };
         hasher.hash_one(t)
     }
 
@@ -418,10 +474,12 @@ impl Shard {
         self.slots[slot as usize] = conn;
         let slots = &self.slots;
         let h = hasher.hash_one(conn.original_tuple());
-        self.index.insert_unique(h, slot, |&v| Self::rehash(slots, hasher, v));
+        self.index
+            .insert_unique(h, slot, |&v| Self::rehash(slots, hasher, v));
         if conn.is_nat() {
             let h = hasher.hash_one(conn.reply_tuple());
-            self.index.insert_unique(h, slot | REPLY_BIT, |&v| Self::rehash(slots, hasher, v));
+            self.index
+                .insert_unique(h, slot | REPLY_BIT, |&v| Self::rehash(slots, hasher, v));
         }
     }
 
@@ -471,11 +529,25 @@ mod tests {
 
     fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
         let s: std::net::IpAddr = src.parse().unwrap();
-        Tuple { src: to_bytes(s), dst: to_bytes(dst.parse().unwrap()), sport, dport, protocol: 6, v6: s.is_ipv6() }
+        Tuple {
+            src: to_bytes(s),
+            dst: to_bytes(dst.parse().unwrap()),
+            sport,
+            dport,
+            protocol: 6,
+            v6: s.is_ipv6(),
+        }
     }
 
     fn conn(t: &Tuple, rs: &str, nat: bool, expires: u32) -> Conn {
-        let mut c = Conn::new(t, to_bytes(rs.parse().unwrap()), 8080, DestId(7), nat, ConnState::SynRecv);
+        let mut c = Conn::new(
+            t,
+            to_bytes(rs.parse().unwrap()),
+            8080,
+            DestId(7),
+            nat,
+            ConnState::SynRecv,
+        );
         c.expires = Time(expires);
         c
     }
@@ -489,14 +561,26 @@ mod tests {
     fn nat_entry_found_from_both_directions() {
         let table = ConnTable::new(1024, 8, 1);
         let t = tuple("198.18.0.10", 40000, "198.18.1.1", 80);
-        assert_eq!(table.insert(conn(&t, "198.19.0.2", true, 1000), Time(0), |_| {}), InsertOutcome::Stored(Inserted::Free));
+        assert_eq!(
+            table.insert(conn(&t, "198.19.0.2", true, 1000), Time(0), |_| {}),
+            InsertOutcome::Stored(Inserted::Free)
+        );
         let got = table.lookup(&t, Time(1), |_| {}, |c, d| (c.dest, d));
         assert_eq!(got, Some((DestId(7), Direction::Original)));
         let reply = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
         let got = table.lookup(&reply, Time(1), |_| {}, |c, d| (c.vport, d));
         assert_eq!(got, Some((80, Direction::Reply)));
         // An unrelated tuple misses.
-        assert!(table.lookup(&tuple("198.18.0.11", 40000, "198.18.1.1", 80), Time(1), |_| {}, |_, _| ()).is_none());
+        assert!(
+            table
+                .lookup(
+                    &tuple("198.18.0.11", 40000, "198.18.1.1", 80),
+                    Time(1),
+                    |_| {},
+                    |_, _| ()
+                )
+                .is_none()
+        );
         assert_eq!(table.len(), 1);
         assert_eq!(table.remove(&t).map(|c| c.dest), Some(DestId(7)));
         assert!(table.lookup(&reply, Time(1), |_| {}, |_, _| ()).is_none());
@@ -519,7 +603,11 @@ mod tests {
         let t = tuple("198.18.0.10", 1, "198.18.1.1", 80);
         table.insert(conn(&t, "198.19.0.2", true, 100), Time(0), |_| {});
         let mut removed = 0;
-        assert!(table.lookup(&t, Time(100), |_| removed += 1, |_, _| ()).is_none());
+        assert!(
+            table
+                .lookup(&t, Time(100), |_| removed += 1, |_, _| ())
+                .is_none()
+        );
         assert_eq!(removed, 1);
         assert!(table.is_empty());
     }
@@ -543,9 +631,11 @@ mod tests {
         let mut evicted = 0;
         for i in 0..1000u16 {
             let t = tuple("198.18.0.10", i, "198.18.1.1", 80);
-            if let InsertOutcome::Stored(Inserted::EvictedLive) =
-                table.insert(conn(&t, "198.19.0.2", true, 10_000 + u32::from(i)), Time(0), |_| {})
-            {
+            if let InsertOutcome::Stored(Inserted::EvictedLive) = table.insert(
+                conn(&t, "198.19.0.2", true, 10_000 + u32::from(i)),
+                Time(0),
+                |_| {},
+            ) {
                 evicted += 1;
             }
         }
@@ -568,7 +658,11 @@ mod tests {
         let table = ConnTable::new(512, 2, 1);
         for i in 0..100u16 {
             let t = tuple("198.18.0.10", i, "198.18.1.1", 80);
-            table.insert(conn(&t, "198.19.0.2", true, if i < 50 { 10 } else { 1000 }), Time(0), |_| {});
+            table.insert(
+                conn(&t, "198.19.0.2", true, if i < 50 { 10 } else { 1000 }),
+                Time(0),
+                |_| {},
+            );
         }
         let mut swept = 0;
         assert_eq!(table.sweep(Time(20), 1000, |_| swept += 1), 50);

@@ -70,7 +70,13 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp_syn: 60, tcp_established: 900, tcp_fin: 120, tcp_close: 10, udp: 300 }
+        Timeouts {
+            tcp_syn: 60,
+            tcp_established: 900,
+            tcp_fin: 120,
+            tcp_close: 10,
+            udp: 300,
+        }
     }
 }
 
@@ -133,11 +139,36 @@ mod tests {
     use super::ConnState::*;
     use super::*;
 
-    const SYN: TcpFlags = TcpFlags { syn: true, ack: false, fin: false, rst: false };
-    const SYNACK: TcpFlags = TcpFlags { syn: true, ack: true, fin: false, rst: false };
-    const ACK: TcpFlags = TcpFlags { syn: false, ack: true, fin: false, rst: false };
-    const FIN: TcpFlags = TcpFlags { syn: false, ack: true, fin: true, rst: false };
-    const RST: TcpFlags = TcpFlags { syn: false, ack: false, fin: false, rst: true };
+    const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+    };
+    const SYNACK: TcpFlags = TcpFlags {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const FIN: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: true,
+        rst: false,
+    };
+    const RST: TcpFlags = TcpFlags {
+        syn: false,
+        ack: false,
+        fin: false,
+        rst: true,
+    };
 
     #[test]
     fn nat_handshake_and_close() {

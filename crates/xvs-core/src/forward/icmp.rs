@@ -33,7 +33,9 @@ impl Cx<'_> {
         } else {
             IcmpPacket::new_checked(msg).and_then(|m| m.embedded_ipv4())
         };
-        let Ok(e) = embedded else { return Ok(Verdict::Pass) };
+        let Ok(e) = embedded else {
+            return Ok(Verdict::Pass);
+        };
         if e.later_fragment || !matches!(e.protocol, TCP | UDP) || e.l4_len_available < 4 {
             return Ok(Verdict::Pass);
         }
@@ -52,9 +54,21 @@ impl Cx<'_> {
             a[..r.len()].copy_from_slice(&frame[r]);
             a
         };
-        let port = |off: usize| u16::from_be_bytes([frame[inner.l4 + off], frame[inner.l4 + off + 1]]);
-        let reversed = Tuple { src: addr(End::Dst), dst: addr(End::Src), sport: port(2), dport: port(0), protocol: e.protocol, v6: p.ip.v6 };
-        let Some((c, dir)) = self.shared.conns.lookup(&reversed, self.now, |_| {}, |c, dir| (*c, dir)) else {
+        let port =
+            |off: usize| u16::from_be_bytes([frame[inner.l4 + off], frame[inner.l4 + off + 1]]);
+        let reversed = Tuple {
+            src: addr(End::Dst),
+            dst: addr(End::Src),
+            sport: port(2),
+            dport: port(0),
+            protocol: e.protocol,
+            v6: p.ip.v6,
+        };
+        let Some((c, dir)) =
+            self.shared
+                .conns
+                .lookup(&reversed, self.now, |_| {}, |c, dir| (*c, dir))
+        else {
             return Ok(Verdict::Pass);
         };
         let hop = match dir {
@@ -73,7 +87,10 @@ impl Cx<'_> {
                     rewrite::rewrite_end(frame, &inner, End::Dst, &c.vaddr, Some(c.vport), false);
                 }
             }
-            let (s, d) = (rewrite::addr_range(&p.ip, End::Src), rewrite::addr_range(&p.ip, End::Dst));
+            let (s, d) = (
+                rewrite::addr_range(&p.ip, End::Src),
+                rewrite::addr_range(&p.ip, End::Dst),
+            );
             if p.ip.v6 {
                 let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[s]).unwrap_or_default());
                 let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[d]).unwrap_or_default());

@@ -6,9 +6,13 @@
 //!   [`DropReason`]; no input makes this code panic (fuzzed, see `fuzz/`);
 //! - no heap allocation and no syscall per frame; the only locks are the shard locks of
 //!   the shared tables ([`Shared`]);
-//! - order of decisions, as IPVS: blocking mark rules first, then an existing
-//!   connection (from either direction), then a new flow to a service (mark service,
-//!   exact, all-ports), through a persistence template or the scheduler;
+//! - order of decisions: an existing connection (from either direction) first; else
+//!   the mark rules (blocking, marks), then a new flow to a service (mark service,
+//!   exact, all-ports — IPVS order), through a persistence template or the scheduler.
+//!   Mark rules thus see the packets that open flows, like netfilter rules placed
+//!   after the usual `ct state established accept`; when new rules arrive,
+//!   [`Shared::purge_blocked`] removes the tracked connections they would drop, so a
+//!   new blocking rule also cuts the flows already open;
 //! - IPv4 and IPv6 fragments: the first fragment is classified like any packet and
 //!   remembered by (source, destination, protocol, identification) for 30 s; later
 //!   fragments follow it to the same real server, or are dropped as
@@ -26,7 +30,9 @@ use std::sync::Arc;
 
 use crate::addr::{AddrBytes, from_bytes, to_bytes};
 use crate::classify::{Action, Classifier, IfaceId, PacketMeta};
-use crate::conntrack::{Conn, ConnState, ConnTable, Direction, InsertOutcome, TcpFlags, Tuple, tcp_next};
+use crate::conntrack::{
+    Conn, ConnState, ConnTable, Direction, InsertOutcome, TcpFlags, Tuple, tcp_next,
+};
 use crate::net::{HopError, NetView};
 use crate::persist::{PersistKey, PersistTable, Placement};
 use crate::sched::Flow;
@@ -61,7 +67,14 @@ pub struct TableSizes {
 
 impl Default for TableSizes {
     fn default() -> Self {
-        TableSizes { conns: 1 << 20, templates: 1 << 18, fragments: 1 << 14, shards: 64, max_dests: 1 << 16, seed: 0x7876_735f_7365_6564 }
+        TableSizes {
+            conns: 1 << 20,
+            templates: 1 << 18,
+            fragments: 1 << 14,
+            shards: 64,
+            max_dests: 1 << 16,
+            seed: 0x7876_735f_7365_6564,
+        }
     }
 }
 
@@ -112,7 +125,9 @@ impl Shared {
             conns: ConnTable::new(sizes.conns, sizes.shards, sizes.seed),
             persist: PersistTable::new(sizes.templates, sizes.shards, sizes.seed ^ 1),
             frags: ShardedTable::new(sizes.fragments, sizes.shards.min(16), sizes.seed ^ 2),
-            counters: (0..sizes.max_dests).map(|_| DestCounters::default()).collect(),
+            counters: (0..sizes.max_dests)
+                .map(|_| DestCounters::default())
+                .collect(),
         }
     }
 
@@ -124,7 +139,11 @@ impl Shared {
     fn conn_added(&self, dest: DestId, state: ConnState) {
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(c) = self.counter(dest) {
-            let n = if state.is_active() { &c.active } else { &c.inactive };
+            let n = if state.is_active() {
+                &c.active
+            } else {
+                &c.inactive
+            };
             n.fetch_add(1, Relaxed);
         }
     }
@@ -136,7 +155,11 @@ impl Shared {
             return;
         }
         if let Some(c) = self.counter(dest) {
-            let (from, to) = if new.is_active() { (&c.inactive, &c.active) } else { (&c.active, &c.inactive) };
+            let (from, to) = if new.is_active() {
+                (&c.inactive, &c.active)
+            } else {
+                (&c.active, &c.inactive)
+            };
             let _ = from.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
             to.fetch_add(1, Relaxed);
         }
@@ -147,14 +170,19 @@ impl Shared {
     pub fn conn_gone(&self, services: &ServiceTable, c: &Conn) {
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(k) = self.counter(c.dest) {
-            let n = if c.state().is_active() { &k.active } else { &k.inactive };
+            let n = if c.state().is_active() {
+                &k.active
+            } else {
+                &k.inactive
+            };
             let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
         }
         if c.is_persistent()
             && let Some((s, _)) = services.dest(c.dest)
             && let Some(p) = s.persistence
         {
-            self.persist.release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
+            self.persist
+                .release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
         }
     }
 }
@@ -173,7 +201,11 @@ pub struct Snapshot {
 
 impl Default for Snapshot {
     fn default() -> Self {
-        Snapshot { services: ServiceTable::default(), rules: Classifier::empty(), net: NetView::default() }
+        Snapshot {
+            services: ServiceTable::default(),
+            rules: Classifier::empty(),
+            net: NetView::default(),
+        }
     }
 }
 
@@ -204,11 +236,24 @@ struct Parsed {
 
 impl Parsed {
     fn tuple(&self) -> Tuple {
-        Tuple { src: self.src, dst: self.dst, sport: self.sport, dport: self.dport, protocol: self.ip.protocol, v6: self.ip.v6 }
+        Tuple {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            protocol: self.ip.protocol,
+            v6: self.ip.v6,
+        }
     }
 
     fn frag_key(&self) -> Option<FragKey> {
-        Some(FragKey { src: self.src, dst: self.dst, ident: self.frag_ident?, protocol: self.ip.protocol, v6: self.ip.v6 })
+        Some(FragKey {
+            src: self.src,
+            dst: self.dst,
+            ident: self.frag_ident?,
+            protocol: self.ip.protocol,
+            v6: self.ip.v6,
+        })
     }
 }
 
@@ -243,7 +288,13 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
                 has_l4: false,
             };
             let ident = fragment.then(|| u32::from(p.ident()));
-            (ip, to_bytes(p.src_addr().into()), to_bytes(p.dst_addr().into()), ident, later)
+            (
+                ip,
+                to_bytes(p.src_addr().into()),
+                to_bytes(p.dst_addr().into()),
+                ident,
+                later,
+            )
         }
         ethertype::IPV6 => {
             let p = Ipv6Packet::new_checked(&frame[l3..]).map_err(wire_drop)?;
@@ -263,7 +314,13 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
                 fragment: ident.is_some(),
                 has_l4: false,
             };
-            (ip, p.src_addr().octets(), p.dst_addr().octets(), ident, later)
+            (
+                ip,
+                p.src_addr().octets(),
+                p.dst_addr().octets(),
+                ident,
+                later,
+            )
         }
         _ => return Err(Verdict::Pass),
     };
@@ -288,7 +345,12 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
             let t = TcpPacket::new_checked(l4).map_err(wire_drop)?;
             parsed.sport = t.src_port();
             parsed.dport = t.dst_port();
-            parsed.tcp = TcpFlags { syn: t.syn(), ack: t.ack(), fin: t.fin(), rst: t.rst() };
+            parsed.tcp = TcpFlags {
+                syn: t.syn(),
+                ack: t.ack(),
+                fin: t.fin(),
+                rst: t.rst(),
+            };
             parsed.ip.has_l4 = true;
         }
         UDP => {
@@ -306,7 +368,11 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
                 return Err(Verdict::Drop(DropReason::Truncated));
             }
             let kind = l4[0];
-            parsed.icmp_error = if ip.v6 { (1..=4).contains(&kind) } else { matches!(kind, 3 | 4 | 5 | 11 | 12) };
+            parsed.icmp_error = if ip.v6 {
+                (1..=4).contains(&kind)
+            } else {
+                matches!(kind, 3 | 4 | 5 | 11 | 12)
+            };
         }
         _ => {}
     }
@@ -317,7 +383,11 @@ impl Director {
     /// A worker's engine over the shared tables and the current snapshot.
     pub fn new(shared: Arc<Shared>, snap: Arc<Snapshot>) -> Director {
         let stats = WorkerStats::new(shared.counters.len(), snap.rules.rule_count());
-        Director { shared, snap, stats }
+        Director {
+            shared,
+            snap,
+            stats,
+        }
     }
 
     /// Take a new snapshot (between batches). Sizes the per-rule counters.
@@ -351,13 +421,21 @@ impl Director {
     /// each table. Returns the number of entries removed.
     pub fn maintain(&mut self, now: Time, budget: usize) -> usize {
         let (shared, snap) = (&*self.shared, &*self.snap);
-        shared.conns.sweep(now, budget, |c| shared.conn_gone(&snap.services, c))
+        shared
+            .conns
+            .sweep(now, budget, |c| shared.conn_gone(&snap.services, c))
             + shared.persist.sweep(now, budget)
             + shared.frags.sweep(now, budget, |_, _| {})
     }
 
     /// Decide a batch: `verdicts[i]` for `frames[i]` (frames rewritten in place).
-    pub fn process_batch<F: AsMut<[u8]>>(&mut self, iface: IfaceId, now: Time, frames: &mut [F], verdicts: &mut [Verdict]) {
+    pub fn process_batch<F: AsMut<[u8]>>(
+        &mut self,
+        iface: IfaceId,
+        now: Time,
+        frames: &mut [F],
+        verdicts: &mut [Verdict],
+    ) {
         for (frame, verdict) in frames.iter_mut().zip(verdicts.iter_mut()) {
             *verdict = self.process(iface, now, frame.as_mut());
         }
@@ -369,7 +447,13 @@ impl Director {
     pub fn process(&mut self, iface: IfaceId, now: Time, frame: &mut [u8]) -> Verdict {
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += frame.len() as u64;
-        let mut cx = Cx { shared: &self.shared, snap: &self.snap, stats: &mut self.stats, now, len: frame.len() as u64 };
+        let mut cx = Cx {
+            shared: &self.shared,
+            snap: &self.snap,
+            stats: &mut self.stats,
+            now,
+            len: frame.len() as u64,
+        };
         let verdict = cx.decide(iface, frame);
         match verdict {
             Verdict::Forward { .. } => self.stats.forwarded += 1,
@@ -403,11 +487,12 @@ impl Cx<'_> {
         if p.later_fragment {
             return self.forward_fragment(frame, &p);
         }
-        let mark = self.mark_rules(iface, &p)?;
         if p.icmp_error {
+            self.mark_rules(iface, &p)?;
             return self.icmp_error(frame, &p);
         }
         if !p.ip.has_l4 {
+            self.mark_rules(iface, &p)?;
             return Ok(Verdict::Pass);
         }
         let tuple = p.tuple();
@@ -420,9 +505,17 @@ impl Cx<'_> {
             |gone| expired = Some(*gone),
             |c, dir| {
                 let old = c.state();
-                let new = if p.ip.protocol == TCP { tcp_next(old, dir == Direction::Original, p.tcp) } else { old };
+                let new = if p.ip.protocol == TCP {
+                    tcp_next(old, dir == Direction::Original, p.tcp)
+                } else {
+                    old
+                };
                 c.set_state(new);
-                let timeouts = snap.services.dest(c.dest).map(|(s, _)| s.timeouts).unwrap_or_default();
+                let timeouts = snap
+                    .services
+                    .dest(c.dest)
+                    .map(|(s, _)| s.timeouts)
+                    .unwrap_or_default();
                 c.expires = now.after_ms(timeouts.for_state_ms(new));
                 (*c, dir, old)
             },
@@ -435,7 +528,10 @@ impl Cx<'_> {
                 shared.conn_changed(conn.dest, old, conn.state());
                 self.forward_conn(frame, &p, &conn, dir)
             }
-            None => self.new_flow(frame, &p, mark),
+            None => {
+                let mark = self.mark_rules(iface, &p)?;
+                self.new_flow(frame, &p, mark)
+            }
         }
     }
 
@@ -454,7 +550,10 @@ impl Cx<'_> {
             iface,
         };
         let d = rules.classify(&meta);
-        if let Some(hits) = d.rule.and_then(|r| self.stats.rule_hits.get_mut(r as usize)) {
+        if let Some(hits) = d
+            .rule
+            .and_then(|r| self.stats.rule_hits.get_mut(r as usize))
+        {
             *hits += 1;
         }
         match d.action {
@@ -468,7 +567,10 @@ impl Cx<'_> {
     fn new_flow(&mut self, frame: &mut [u8], p: &Parsed, mark: u32) -> Step<Verdict> {
         let (shared, snap, now) = (self.shared, self.snap, self.now);
         let v6 = p.ip.v6;
-        let Some(svc) = snap.services.lookup(mark, p.ip.protocol, &p.dst, v6, p.dport) else {
+        let Some(svc) = snap
+            .services
+            .lookup(mark, p.ip.protocol, &p.dst, v6, p.dport)
+        else {
             return Ok(Verdict::Pass);
         };
         let state = match p.ip.protocol {
@@ -478,14 +580,37 @@ impl Cx<'_> {
             TCP => return Err(Verdict::Drop(DropReason::NoConnection)),
             _ => ConnState::Udp,
         };
-        let flow = Flow { src: from_bytes(&p.src, v6), src_port: p.sport, dst: from_bytes(&p.dst, v6), dst_port: p.dport, protocol: p.ip.protocol };
-        let loads = ServiceLoads { service: svc, counters: &shared.counters };
-        let schedule = || svc.scheduler.select(&flow, &loads).map(|i| svc.dests[svc.active[i] as usize].id);
+        let flow = Flow {
+            src: from_bytes(&p.src, v6),
+            src_port: p.sport,
+            dst: from_bytes(&p.dst, v6),
+            dst_port: p.dport,
+            protocol: p.ip.protocol,
+        };
+        let loads = ServiceLoads {
+            service: svc,
+            counters: &shared.counters,
+        };
+        let schedule = || {
+            svc.scheduler
+                .select(&flow, &loads)
+                .map(|i| svc.dests[svc.active[i] as usize].id)
+        };
         let (dest, persistent) = match svc.persistence {
             Some(per) => {
                 let key = PersistKey::new(svc.scope, &p.src, v6, per.prefix);
-                let usable = |d: DestId| snap.services.dest(d).is_some_and(|(s, rs)| s.id == svc.id && s.template_usable(rs));
-                match shared.persist.place(&key, now, per.timeout_secs.saturating_mul(1000), usable, schedule) {
+                let usable = |d: DestId| {
+                    snap.services
+                        .dest(d)
+                        .is_some_and(|(s, rs)| s.id == svc.id && s.template_usable(rs))
+                };
+                match shared.persist.place(
+                    &key,
+                    now,
+                    per.timeout_secs.saturating_mul(1000),
+                    usable,
+                    schedule,
+                ) {
                     Placement::Reused(d) => {
                         self.stats.persist_reused += 1;
                         (d, true)
@@ -499,10 +624,22 @@ impl Cx<'_> {
                     Placement::NoServer => return Err(Verdict::Drop(DropReason::NoServer)),
                 }
             }
-            None => (schedule().ok_or(Verdict::Drop(DropReason::NoServer))?, false),
+            None => (
+                schedule().ok_or(Verdict::Drop(DropReason::NoServer))?,
+                false,
+            ),
         };
-        let Some((_, rs)) = snap.services.dest(dest) else { return Err(Verdict::Drop(DropReason::DestGone)) };
-        let mut conn = Conn::new(&p.tuple(), to_bytes(rs.addr), rs.port.unwrap_or(p.dport), dest, rs.method == Method::Nat, state);
+        let Some((_, rs)) = snap.services.dest(dest) else {
+            return Err(Verdict::Drop(DropReason::DestGone));
+        };
+        let mut conn = Conn::new(
+            &p.tuple(),
+            to_bytes(rs.addr),
+            rs.port.unwrap_or(p.dport),
+            dest,
+            rs.method == Method::Nat,
+            state,
+        );
         conn.set_persistent(persistent);
         conn.expires = now.after_ms(svc.timeouts.for_state_ms(state));
         let mut evicted = None;
@@ -532,7 +669,13 @@ impl Cx<'_> {
     }
 
     /// Rewrite and route a packet of a known connection.
-    fn forward_conn(&mut self, frame: &mut [u8], p: &Parsed, c: &Conn, dir: Direction) -> Step<Verdict> {
+    fn forward_conn(
+        &mut self,
+        frame: &mut [u8],
+        p: &Parsed,
+        c: &Conn,
+        dir: Direction,
+    ) -> Step<Verdict> {
         let hop = match dir {
             Direction::Original => self.dest_hop(c.dest)?,
             Direction::Reply => self.route(&c.client, c.is_v6())?,
@@ -544,15 +687,31 @@ impl Cx<'_> {
                 self.stats.checksum_completed += 1;
             }
             match dir {
-                Direction::Original => rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, Some(c.dport), partial),
-                Direction::Reply => rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, Some(c.vport), partial),
+                Direction::Original => {
+                    rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, Some(c.dport), partial)
+                }
+                Direction::Reply => {
+                    rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, Some(c.vport), partial)
+                }
             }
         }
         rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
         if let Some(key) = p.frag_key() {
-            let addr = if dir == Direction::Original { c.daddr } else { c.vaddr };
-            let route = FragRoute { dest: c.dest, direction: dir, nat: c.is_nat(), addr, expires: self.now.after_ms(FRAGMENT_TIMEOUT_MS) };
-            self.shared.frags.with_shard(&key, |s| s.insert(key, route, self.now, |_, _| {}));
+            let addr = if dir == Direction::Original {
+                c.daddr
+            } else {
+                c.vaddr
+            };
+            let route = FragRoute {
+                dest: c.dest,
+                direction: dir,
+                nat: c.is_nat(),
+                addr,
+                expires: self.now.after_ms(FRAGMENT_TIMEOUT_MS),
+            };
+            self.shared
+                .frags
+                .with_shard(&key, |s| s.insert(key, route, self.now, |_, _| {}));
         }
         if let Some(t) = self.stats.dests.get_mut(c.dest.0 as usize) {
             if dir == Direction::Original {
@@ -568,17 +727,27 @@ impl Cx<'_> {
 
     /// A non-first fragment: follow its first fragment, or drop.
     fn forward_fragment(&mut self, frame: &mut [u8], p: &Parsed) -> Step<Verdict> {
-        let Some(key) = p.frag_key() else { return Err(Verdict::Drop(DropReason::UnknownFragment)) };
+        let Some(key) = p.frag_key() else {
+            return Err(Verdict::Drop(DropReason::UnknownFragment));
+        };
         let now = self.now;
-        let route = self.shared.frags.with_shard(&key, |s| s.get_mut(&key).filter(|r| !r.is_expired(now)).copied());
-        let Some(r) = route else { return Err(Verdict::Drop(DropReason::UnknownFragment)) };
+        let route = self.shared.frags.with_shard(&key, |s| {
+            s.get_mut(&key).filter(|r| !r.is_expired(now)).copied()
+        });
+        let Some(r) = route else {
+            return Err(Verdict::Drop(DropReason::UnknownFragment));
+        };
         let hop = match r.direction {
             Direction::Original => self.dest_hop(r.dest)?,
             Direction::Reply => self.route(&p.dst, p.ip.v6)?,
         };
         if r.nat {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
-            let end = if r.direction == Direction::Original { End::Dst } else { End::Src };
+            let end = if r.direction == Direction::Original {
+                End::Dst
+            } else {
+                End::Src
+            };
             rewrite::rewrite_end(frame, &p.ip, end, &r.addr, None, false);
         }
         rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
@@ -588,11 +757,14 @@ impl Cx<'_> {
 
     /// The next hop of a real server.
     fn dest_hop(&mut self, dest: DestId) -> Step<NextHop> {
-        let Some((_, rs)) = self.snap.services.dest(dest) else { return Err(Verdict::Drop(DropReason::DestGone)) };
+        let Some((_, rs)) = self.snap.services.dest(dest) else {
+            return Err(Verdict::Drop(DropReason::DestGone));
+        };
         match rs.next_hop {
             Some(h) => Ok(h),
             None => {
-                self.stats.want_neighbour(to_bytes(rs.addr), rs.addr.is_ipv6());
+                self.stats
+                    .want_neighbour(to_bytes(rs.addr), rs.addr.is_ipv6());
                 Err(Verdict::Drop(DropReason::NeighbourUnresolved))
             }
         }
@@ -611,12 +783,43 @@ impl Cx<'_> {
 }
 
 impl Shared {
+    /// Remove every connection whose client tuple or (NAT) reply tuple the rules of
+    /// `snap` would drop on any of the director's interfaces (control side, after
+    /// publishing a snapshot with new rules). Returns how many were removed.
+    pub fn purge_blocked(&self, snap: &Snapshot) -> usize {
+        let rules = &snap.rules;
+        if rules.is_empty() {
+            return 0;
+        }
+        let ifaces: Vec<IfaceId> = match snap.net.ifaces() {
+            [] => vec![IfaceId(0)],
+            list => list.iter().map(|i| i.id).collect(),
+        };
+        let dropped = |t: &Tuple| {
+            ifaces.iter().any(|&iface| {
+                let meta = PacketMeta {
+                    src: from_bytes(&t.src, t.v6),
+                    dst: from_bytes(&t.dst, t.v6),
+                    protocol: t.protocol,
+                    ports: Some((t.sport, t.dport)),
+                    iface,
+                };
+                rules.classify(&meta).action == Action::Drop
+            })
+        };
+        self.conns.retain(
+            |c| !(dropped(&c.original_tuple()) || c.is_nat() && dropped(&c.reply_tuple())),
+            |c| self.conn_gone(&snap.services, c),
+        )
+    }
+
     /// Release only the template reference a never-stored connection took.
     fn conn_gone_template_only(&self, services: &ServiceTable, c: &Conn) {
         if let Some((s, _)) = services.dest(c.dest)
             && let Some(p) = s.persistence
         {
-            self.persist.release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
+            self.persist
+                .release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
         }
     }
 }

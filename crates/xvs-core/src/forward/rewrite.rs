@@ -80,7 +80,9 @@ fn l4_check_offset(protocol: u8) -> Option<usize> {
 /// True when the frame's TCP/UDP checksum is the partial (offload) form.
 #[inline]
 pub(crate) fn has_partial_checksum(frame: &[u8], ip: &IpInfo) -> bool {
-    let Some(off) = l4_check_offset(ip.protocol) else { return false };
+    let Some(off) = l4_check_offset(ip.protocol) else {
+        return false;
+    };
     if ip.fragment || !ip.has_l4 || ip.l4_len < off + 2 {
         return false;
     }
@@ -99,7 +101,9 @@ pub(crate) fn has_partial_checksum(frame: &[u8], ip: &IpInfo) -> bool {
 
 /// Compute the TCP/UDP checksum of the frame in full.
 pub(crate) fn complete_checksum(frame: &mut [u8], ip: &IpInfo) {
-    let Some(off) = l4_check_offset(ip.protocol) else { return };
+    let Some(off) = l4_check_offset(ip.protocol) else {
+        return;
+    };
     let (s, d) = (addr_range(ip, End::Src), addr_range(ip, End::Dst));
     let l4 = &frame[ip.l4..ip.l4 + ip.l4_len];
     let check = if ip.v6 {
@@ -138,13 +142,21 @@ pub(crate) fn decrement_ttl(frame: &mut [u8], ip: &IpInfo) -> Result<(), DropRea
 /// incrementally. `partial` comes from [`has_partial_checksum`] *before* the rewrite:
 /// then the L4 checksum is computed in full afterwards instead.
 #[inline]
-pub(crate) fn rewrite_end(frame: &mut [u8], ip: &IpInfo, end: End, addr: &AddrBytes, port: Option<u16>, partial: bool) {
+pub(crate) fn rewrite_end(
+    frame: &mut [u8],
+    ip: &IpInfo,
+    end: End,
+    addr: &AddrBytes,
+    port: Option<u16>,
+    partial: bool,
+) {
     let range = addr_range(ip, end);
     let width = range.len();
+    // Compare and swap as integers (no memcmp / memmove for 4- or 16-byte fields).
     let mut old = [0u8; 16];
     old[..width].copy_from_slice(&frame[range.clone()]);
+    let addr_changed = u128::from_ne_bytes(old) != u128::from_ne_bytes(mask_width(addr, width));
     let new = &addr[..width];
-    let addr_changed = old[..width] != *new;
     if addr_changed {
         frame[range].copy_from_slice(new);
         if !ip.v6 {
@@ -161,7 +173,9 @@ pub(crate) fn rewrite_end(frame: &mut [u8], ip: &IpInfo, end: End, addr: &AddrBy
     if new_port != old_port {
         wr16(frame, port_at, new_port);
     }
-    let Some(off) = l4_check_offset(ip.protocol) else { return };
+    let Some(off) = l4_check_offset(ip.protocol) else {
+        return;
+    };
     if ip.l4_len < off + 2 {
         return; // The checksum field is not present (e.g. inside a short ICMP error).
     }
@@ -184,6 +198,14 @@ pub(crate) fn rewrite_end(frame: &mut [u8], ip: &IpInfo, end: End, addr: &AddrBy
         c = 0xffff;
     }
     wr16(frame, at, c);
+}
+
+/// `addr` with the bytes past `width` cleared (IPv4 uses the first four).
+#[inline]
+fn mask_width(addr: &AddrBytes, width: usize) -> [u8; 16] {
+    let mut a = *addr;
+    a[width..].fill(0);
+    a
 }
 
 /// Set the Ethernet source and destination MACs.

@@ -60,7 +60,11 @@ pub struct WorkerStats {
 impl WorkerStats {
     /// Counters sized for `dest_bound` real servers and `rules` mark rules.
     pub fn new(dest_bound: usize, rules: usize) -> Self {
-        WorkerStats { dests: vec![DestTraffic::default(); dest_bound], rule_hits: vec![0; rules], ..Default::default() }
+        WorkerStats {
+            dests: vec![DestTraffic::default(); dest_bound],
+            rule_hits: vec![0; rules],
+            ..Default::default()
+        }
     }
 
     /// Drops under `reason`.
@@ -76,7 +80,12 @@ impl WorkerStats {
     /// Remember an address to resolve (dropped silently when the slots are full: the
     /// drop itself is still counted, and the address will come back on the next miss).
     pub fn want_neighbour(&mut self, addr: AddrBytes, v6: bool) {
-        if self.unresolved.iter().flatten().any(|&(a, f)| a == addr && f == v6) {
+        if self
+            .unresolved
+            .iter()
+            .flatten()
+            .any(|&(a, f)| a == addr && f == v6)
+        {
             return;
         }
         if let Some(slot) = self.unresolved.iter_mut().find(|s| s.is_none()) {

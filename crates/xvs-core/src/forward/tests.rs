@@ -11,7 +11,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::*;
+use std::sync::Arc;
+
 use crate::lab::*;
+use crate::service::ServiceTable;
 use crate::wire::build::FrameSpec;
 use crate::wire::tcp_flags::{ACK, SYN};
 
@@ -59,29 +62,67 @@ fn fwd(iface: IfaceId) -> Verdict {
 fn nat_ipv4_tcp_both_directions() {
     let mut d = lab();
     let syn = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN);
-    let syn_out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), SYN).with_macs(INT_MAC, mac_of(10)).with_ttl(63);
+    let syn_out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), SYN)
+        .with_macs(INT_MAC, mac_of(10))
+        .with_ttl(63);
     let synack = FrameSpec::tcp(sa("198.19.0.10:8080"), sa("198.18.0.10:40000"), SYN | ACK);
-    let synack_out = FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.10:40000"), SYN | ACK).with_macs(EXT_MAC, CLIENT_MAC).with_ttl(63);
-    let ack = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), ACK).with_payload(b"GET / HTTP/1.0\r\n\r\n");
+    let synack_out = FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.10:40000"), SYN | ACK)
+        .with_macs(EXT_MAC, CLIENT_MAC)
+        .with_ttl(63);
+    let ack = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), ACK)
+        .with_payload(b"GET / HTTP/1.0\r\n\r\n");
     let ack_out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), ACK)
         .with_payload(b"GET / HTTP/1.0\r\n\r\n")
         .with_macs(INT_MAC, mac_of(10))
         .with_ttl(63);
     let syn2 = FrameSpec::tcp(sa("198.18.0.11:40001"), sa("198.18.1.1:80"), SYN);
-    let syn2_out = FrameSpec::tcp(sa("198.18.0.11:40001"), sa("198.19.0.11:8080"), SYN).with_macs(INT_MAC, mac_of(11)).with_ttl(63);
+    let syn2_out = FrameSpec::tcp(sa("198.18.0.11:40001"), sa("198.19.0.11:8080"), SYN)
+        .with_macs(INT_MAC, mac_of(11))
+        .with_ttl(63);
     run(
         &mut d,
         vec![
-            Fixture { description: "SYN to VIP goes to the first rr server", input: from_client(syn).build(), verdict: fwd(INT), output: Some(syn_out.build()) },
-            Fixture { description: "SYN-ACK from the server comes back from the VIP", input: from_server(synack, 10).build(), verdict: fwd(EXT), output: Some(synack_out.build()) },
-            Fixture { description: "ACK with data follows the connection", input: from_client(ack).build(), verdict: fwd(INT), output: Some(ack_out.build()) },
-            Fixture { description: "a second client goes to the second server", input: from_client(syn2).build(), verdict: fwd(INT), output: Some(syn2_out.build()) },
+            Fixture {
+                description: "SYN to VIP goes to the first rr server",
+                input: from_client(syn).build(),
+                verdict: fwd(INT),
+                output: Some(syn_out.build()),
+            },
+            Fixture {
+                description: "SYN-ACK from the server comes back from the VIP",
+                input: from_server(synack, 10).build(),
+                verdict: fwd(EXT),
+                output: Some(synack_out.build()),
+            },
+            Fixture {
+                description: "ACK with data follows the connection",
+                input: from_client(ack).build(),
+                verdict: fwd(INT),
+                output: Some(ack_out.build()),
+            },
+            Fixture {
+                description: "a second client goes to the second server",
+                input: from_client(syn2).build(),
+                verdict: fwd(INT),
+                output: Some(syn2_out.build()),
+            },
         ],
     );
     assert_eq!(d.stats().conns_created, 2);
     let counters = &d.shared().counters;
-    assert_eq!(counters[10].active.load(std::sync::atomic::Ordering::Relaxed), 1, "established after the client's ACK");
-    assert_eq!(counters[11].inactive.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        counters[10]
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "established after the client's ACK"
+    );
+    assert_eq!(
+        counters[11]
+            .inactive
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_eq!(d.stats().dests[10].in_packets, 2);
     assert_eq!(d.stats().dests[10].out_packets, 1);
 }
@@ -90,11 +131,28 @@ fn nat_ipv4_tcp_both_directions() {
 fn nat_ipv6_udp_dr_and_passes() {
     let mut d = lab();
     let syn6 = FrameSpec::tcp(sa("[2001:db8::10]:5555"), sa("[2001:db8:1::1]:80"), SYN);
-    let syn6_out = FrameSpec::tcp(sa("[2001:db8::10]:5555"), sa("[2001:db8:2::40]:8080"), SYN).with_macs(INT_MAC, mac_of(40)).with_ttl(63);
-    let reply6 = FrameSpec::tcp(sa("[2001:db8:2::40]:8080"), sa("[2001:db8::10]:5555"), SYN | ACK);
-    let reply6_out = FrameSpec::tcp(sa("[2001:db8:1::1]:80"), sa("[2001:db8::10]:5555"), SYN | ACK).with_macs(EXT_MAC, GW6_MAC).with_ttl(63);
-    let udp = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.18.1.1:53")).with_payload(b"query").with_partial_checksum(true);
-    let udp_out = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.19.0.12:53")).with_payload(b"query").with_macs(INT_MAC, mac_of(12)).with_ttl(63);
+    let syn6_out = FrameSpec::tcp(sa("[2001:db8::10]:5555"), sa("[2001:db8:2::40]:8080"), SYN)
+        .with_macs(INT_MAC, mac_of(40))
+        .with_ttl(63);
+    let reply6 = FrameSpec::tcp(
+        sa("[2001:db8:2::40]:8080"),
+        sa("[2001:db8::10]:5555"),
+        SYN | ACK,
+    );
+    let reply6_out = FrameSpec::tcp(
+        sa("[2001:db8:1::1]:80"),
+        sa("[2001:db8::10]:5555"),
+        SYN | ACK,
+    )
+    .with_macs(EXT_MAC, GW6_MAC)
+    .with_ttl(63);
+    let udp = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.18.1.1:53"))
+        .with_payload(b"query")
+        .with_partial_checksum(true);
+    let udp_out = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.19.0.12:53"))
+        .with_payload(b"query")
+        .with_macs(INT_MAC, mac_of(12))
+        .with_ttl(63);
     let dr = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.2:80"), SYN);
     let dr_out = dr.clone().with_macs(EXT_MAC, mac_of(20));
     let mut arp = from_client(FrameSpec::udp(sa("198.18.0.10:1"), sa("198.18.1.1:2"))).build();
@@ -102,20 +160,57 @@ fn nat_ipv6_udp_dr_and_passes() {
     run(
         &mut d,
         vec![
-            Fixture { description: "IPv6 NAT SYN", input: from_client(syn6).build(), verdict: fwd(INT), output: Some(syn6_out.build()) },
-            Fixture { description: "IPv6 NAT reply via the gateway", input: from_server(reply6, 40).build(), verdict: fwd(EXT), output: Some(reply6_out.build()) },
-            Fixture { description: "UDP with a partial checksum leaves complete", input: from_client(udp).build(), verdict: fwd(INT), output: Some(udp_out.build()) },
-            Fixture { description: "DR rewrites MACs only", input: from_client(dr.clone()).build(), verdict: fwd(EXT), output: Some(dr_out.build()) },
-            Fixture { description: "ARP is the kernel's", input: arp, verdict: Verdict::Pass, output: None },
+            Fixture {
+                description: "IPv6 NAT SYN",
+                input: from_client(syn6).build(),
+                verdict: fwd(INT),
+                output: Some(syn6_out.build()),
+            },
+            Fixture {
+                description: "IPv6 NAT reply via the gateway",
+                input: from_server(reply6, 40).build(),
+                verdict: fwd(EXT),
+                output: Some(reply6_out.build()),
+            },
+            Fixture {
+                description: "UDP with a partial checksum leaves complete",
+                input: from_client(udp).build(),
+                verdict: fwd(INT),
+                output: Some(udp_out.build()),
+            },
+            Fixture {
+                description: "DR rewrites MACs only",
+                input: from_client(dr.clone()).build(),
+                verdict: fwd(EXT),
+                output: Some(dr_out.build()),
+            },
+            Fixture {
+                description: "ARP is the kernel's",
+                input: arp,
+                verdict: Verdict::Pass,
+                output: None,
+            },
             Fixture {
                 description: "a port with no service is the kernel's",
-                input: from_client(FrameSpec::tcp(sa("198.18.0.10:1"), sa("198.18.1.1:22"), SYN)).build(),
+                input: from_client(FrameSpec::tcp(
+                    sa("198.18.0.10:1"),
+                    sa("198.18.1.1:22"),
+                    SYN,
+                ))
+                .build(),
                 verdict: Verdict::Pass,
                 output: None,
             },
             Fixture {
                 description: "ping to the VIP is the kernel's",
-                input: from_client(FrameSpec::icmp_echo(ip("198.18.0.10"), ip("198.18.1.1"), 1, 1, false)).build(),
+                input: from_client(FrameSpec::icmp_echo(
+                    ip("198.18.0.10"),
+                    ip("198.18.1.1"),
+                    1,
+                    1,
+                    false,
+                ))
+                .build(),
                 verdict: Verdict::Pass,
                 output: None,
             },
@@ -127,31 +222,68 @@ fn nat_ipv6_udp_dr_and_passes() {
 #[test]
 fn drops_are_counted_by_reason() {
     let mut d = lab();
-    let good = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN)).build();
+    let good = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
     let mut bad_csum = good.clone();
     bad_csum[14 + 10] ^= 0xff;
-    let mut ttl1 = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN).with_ttl(1)).build();
+    let mut ttl1 =
+        from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN).with_ttl(1))
+            .build();
     let mut unresolved_specs = lab_specs();
     unresolved_specs[0].servers[0].next_hop = None;
     run(
         &mut d,
         vec![
-            Fixture { description: "runt", input: good[..10].to_vec(), verdict: Verdict::Drop(DropReason::Truncated), output: None },
-            Fixture { description: "cut IP header", input: good[..30].to_vec(), verdict: Verdict::Drop(DropReason::Truncated), output: None },
-            Fixture { description: "bad IP checksum", input: bad_csum, verdict: Verdict::Drop(DropReason::BadIpChecksum), output: None },
+            Fixture {
+                description: "runt",
+                input: good[..10].to_vec(),
+                verdict: Verdict::Drop(DropReason::Truncated),
+                output: None,
+            },
+            Fixture {
+                description: "cut IP header",
+                input: good[..30].to_vec(),
+                verdict: Verdict::Drop(DropReason::Truncated),
+                output: None,
+            },
+            Fixture {
+                description: "bad IP checksum",
+                input: bad_csum,
+                verdict: Verdict::Drop(DropReason::BadIpChecksum),
+                output: None,
+            },
             Fixture {
                 description: "mid-flow segment without a connection",
-                input: from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), ACK)).build(),
+                input: from_client(FrameSpec::tcp(
+                    sa("198.18.0.10:40000"),
+                    sa("198.18.1.1:80"),
+                    ACK,
+                ))
+                .build(),
                 verdict: Verdict::Drop(DropReason::NoConnection),
                 output: None,
             },
             Fixture {
                 description: "blocked subnet",
-                input: from_client(FrameSpec::tcp(sa("198.18.9.7:40000"), sa("198.18.1.1:80"), SYN)).build(),
+                input: from_client(FrameSpec::tcp(
+                    sa("198.18.9.7:40000"),
+                    sa("198.18.1.1:80"),
+                    SYN,
+                ))
+                .build(),
                 verdict: Verdict::Drop(DropReason::Blocked),
                 output: None,
             },
-            Fixture { description: "TTL 1 cannot be routed", input: std::mem::take(&mut ttl1), verdict: Verdict::Drop(DropReason::TtlExceeded), output: None },
+            Fixture {
+                description: "TTL 1 cannot be routed",
+                input: std::mem::take(&mut ttl1),
+                verdict: Verdict::Drop(DropReason::TtlExceeded),
+                output: None,
+            },
         ],
     );
     assert_eq!(d.stats().total_drops(), 6);
@@ -159,46 +291,114 @@ fn drops_are_counted_by_reason() {
     assert_eq!(d.stats().rule_hits[0], 1);
     d.set_snapshot(snapshot(&unresolved_specs));
     let mut f = good;
-    assert_eq!(d.process(EXT, Time(1000), &mut f), Verdict::Drop(DropReason::NeighbourUnresolved));
-    assert!(d.stats().unresolved.iter().flatten().any(|(a, _)| from_bytes(a, false) == ip("198.19.0.10")));
+    assert_eq!(
+        d.process(EXT, Time(1000), &mut f),
+        Verdict::Drop(DropReason::NeighbourUnresolved)
+    );
+    assert!(
+        d.stats()
+            .unresolved
+            .iter()
+            .flatten()
+            .any(|(a, _)| from_bytes(a, false) == ip("198.19.0.10"))
+    );
 }
 
 #[test]
 fn vlan_tag_is_kept() {
     let mut d = lab();
     let syn = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN).with_vlan(Some(42));
-    let out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), SYN).with_vlan(Some(42)).with_macs(INT_MAC, mac_of(10)).with_ttl(63);
-    run(&mut d, vec![Fixture { description: "802.1Q", input: from_client(syn).build(), verdict: fwd(INT), output: Some(out.build()) }]);
+    let out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), SYN)
+        .with_vlan(Some(42))
+        .with_macs(INT_MAC, mac_of(10))
+        .with_ttl(63);
+    run(
+        &mut d,
+        vec![Fixture {
+            description: "802.1Q",
+            input: from_client(syn).build(),
+            verdict: fwd(INT),
+            output: Some(out.build()),
+        }],
+    );
 }
 
 #[test]
 fn icmp_errors_follow_their_connection() {
     let mut d = lab();
-    let mut syn = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN)).build();
+    let mut syn = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
     assert_eq!(d.process(EXT, Time(1000), &mut syn), fwd(INT));
     // The client says our reply (VIP:80 → client) was too big.
-    let quoted = FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.10:40000"), ACK).with_payload(&[0u8; 64]).build_ip();
-    let err = FrameSpec::icmp_error(ip("198.18.0.10"), ip("198.18.1.1"), 3, 4, [0, 0, 5, 0xdc], &quoted);
-    let quoted_out = FrameSpec::tcp(sa("198.19.0.10:8080"), sa("198.18.0.10:40000"), ACK).with_payload(&[0u8; 64]).build_ip();
-    let err_out = FrameSpec::icmp_error(ip("198.18.0.10"), ip("198.19.0.10"), 3, 4, [0, 0, 5, 0xdc], &quoted_out)
-        .with_macs(INT_MAC, mac_of(10))
-        .with_ttl(63);
+    let quoted = FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.10:40000"), ACK)
+        .with_payload(&[0u8; 64])
+        .build_ip();
+    let err = FrameSpec::icmp_error(
+        ip("198.18.0.10"),
+        ip("198.18.1.1"),
+        3,
+        4,
+        [0, 0, 5, 0xdc],
+        &quoted,
+    );
+    let quoted_out = FrameSpec::tcp(sa("198.19.0.10:8080"), sa("198.18.0.10:40000"), ACK)
+        .with_payload(&[0u8; 64])
+        .build_ip();
+    let err_out = FrameSpec::icmp_error(
+        ip("198.18.0.10"),
+        ip("198.19.0.10"),
+        3,
+        4,
+        [0, 0, 5, 0xdc],
+        &quoted_out,
+    )
+    .with_macs(INT_MAC, mac_of(10))
+    .with_ttl(63);
     // The real server's side says the client's packet could not be delivered.
     let quoted2 = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.19.0.10:8080"), ACK).build_ip();
     let err2 = FrameSpec::icmp_error(ip("198.19.0.10"), ip("198.18.0.10"), 3, 3, [0; 4], &quoted2);
     let quoted2_out = FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), ACK).build_ip();
-    let err2_out = FrameSpec::icmp_error(ip("198.18.1.1"), ip("198.18.0.10"), 3, 3, [0; 4], &quoted2_out)
-        .with_macs(EXT_MAC, CLIENT_MAC)
-        .with_ttl(63);
+    let err2_out = FrameSpec::icmp_error(
+        ip("198.18.1.1"),
+        ip("198.18.0.10"),
+        3,
+        3,
+        [0; 4],
+        &quoted2_out,
+    )
+    .with_macs(EXT_MAC, CLIENT_MAC)
+    .with_ttl(63);
     let unrelated = FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.99:1"), ACK).build_ip();
     run(
         &mut d,
         vec![
-            Fixture { description: "frag-needed from the client reaches the server", input: from_client(err).build(), verdict: fwd(INT), output: Some(err_out.build()) },
-            Fixture { description: "port unreachable from the server side reaches the client", input: from_server(err2, 10).build(), verdict: fwd(EXT), output: Some(err2_out.build()) },
+            Fixture {
+                description: "frag-needed from the client reaches the server",
+                input: from_client(err).build(),
+                verdict: fwd(INT),
+                output: Some(err_out.build()),
+            },
+            Fixture {
+                description: "port unreachable from the server side reaches the client",
+                input: from_server(err2, 10).build(),
+                verdict: fwd(EXT),
+                output: Some(err2_out.build()),
+            },
             Fixture {
                 description: "an error for no connection is the kernel's",
-                input: from_client(FrameSpec::icmp_error(ip("198.18.0.99"), ip("198.18.1.1"), 3, 3, [0; 4], &unrelated)).build(),
+                input: from_client(FrameSpec::icmp_error(
+                    ip("198.18.0.99"),
+                    ip("198.18.1.1"),
+                    3,
+                    3,
+                    [0; 4],
+                    &unrelated,
+                ))
+                .build(),
                 verdict: Verdict::Pass,
                 output: None,
             },
@@ -209,34 +409,63 @@ fn icmp_errors_follow_their_connection() {
 #[test]
 fn fragments_follow_the_first() {
     let mut d = lab();
-    let big = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.18.1.1:53")).with_payload(&[7u8; 3000]).with_ident(77);
+    let big = FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.18.1.1:53"))
+        .with_payload(&[7u8; 3000])
+        .with_ident(77);
     let frags = crate::wire::build::fragment_ipv4(&from_client(big).build(), 1500);
     assert!(frags.len() >= 3);
     for (i, f) in frags.into_iter().enumerate() {
         let mut f = f;
         assert_eq!(d.process(EXT, Time(1000), &mut f), fwd(INT), "fragment {i}");
-        assert_eq!(&f[14 + 16..14 + 20], &[198, 19, 0, 12], "fragment {i} rewritten");
+        assert_eq!(
+            &f[14 + 16..14 + 20],
+            &[198, 19, 0, 12],
+            "fragment {i} rewritten"
+        );
         let ip = crate::wire::Ipv4Packet::new_checked(&f[14..]).unwrap();
         assert!(ip.verify_checksum());
     }
     assert_eq!(d.stats().fragments_forwarded, 2);
-    let orphan = FrameSpec::udp(sa("198.18.0.10:3334"), sa("198.18.1.1:53")).with_payload(&[7u8; 3000]).with_ident(78);
-    let mut later = crate::wire::build::fragment_ipv4(&from_client(orphan).build(), 1500).pop().unwrap();
-    assert_eq!(d.process(EXT, Time(1000), &mut later), Verdict::Drop(DropReason::UnknownFragment));
+    let orphan = FrameSpec::udp(sa("198.18.0.10:3334"), sa("198.18.1.1:53"))
+        .with_payload(&[7u8; 3000])
+        .with_ident(78);
+    let mut later = crate::wire::build::fragment_ipv4(&from_client(orphan).build(), 1500)
+        .pop()
+        .unwrap();
+    assert_eq!(
+        d.process(EXT, Time(1000), &mut later),
+        Verdict::Drop(DropReason::UnknownFragment)
+    );
 }
 
 #[test]
 fn persistence_groups_a_subnet_and_a_mark_group() {
     let mut d = lab();
     let mut dest_of = |src: &str, port: u16| {
-        let mut f = from_client(FrameSpec::tcp(sa(&format!("{src}:40000")), sa(&format!("198.18.1.3:{port}")), SYN)).build();
+        let mut f = from_client(FrameSpec::tcp(
+            sa(&format!("{src}:40000")),
+            sa(&format!("198.18.1.3:{port}")),
+            SYN,
+        ))
+        .build();
         assert_eq!(d.process(EXT, Time(1000), &mut f), fwd(INT));
-        (f[14 + 19], u16::from_be_bytes([f[14 + 20 + 2], f[14 + 20 + 3]]))
+        (
+            f[14 + 19],
+            u16::from_be_bytes([f[14 + 20 + 2], f[14 + 20 + 3]]),
+        )
     };
     let (first, port) = dest_of("198.18.0.10", 80);
     assert_eq!(port, 80, "mark services keep the destination port");
-    assert_eq!(dest_of("198.18.0.10", 443).0, first, "443 joins 80's server");
-    assert_eq!(dest_of("198.18.0.200", 80).0, first, "same /24, same server");
+    assert_eq!(
+        dest_of("198.18.0.10", 443).0,
+        first,
+        "443 joins 80's server"
+    );
+    assert_eq!(
+        dest_of("198.18.0.200", 80).0,
+        first,
+        "same /24, same server"
+    );
     assert_eq!(dest_of("198.18.0.201", 443).0, first);
     assert_eq!(d.stats().persist_reused, 3);
 }
@@ -244,31 +473,126 @@ fn persistence_groups_a_subnet_and_a_mark_group() {
 #[test]
 fn quiescent_server_keeps_established_flows() {
     let mut d = lab();
-    let mut syn = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN)).build();
+    let mut syn = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
     assert_eq!(d.process(EXT, Time(1000), &mut syn), fwd(INT));
     assert_eq!(&syn[30..34], &[198, 19, 0, 10]);
     let mut specs = lab_specs();
     specs[0].servers[0].weight = 0;
     d.set_snapshot(snapshot(&specs));
-    let mut ack = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), ACK)).build();
+    let mut ack = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        ACK,
+    ))
+    .build();
     assert_eq!(d.process(EXT, Time(2000), &mut ack), fwd(INT));
     assert_eq!(&ack[30..34], &[198, 19, 0, 10], "established flow stays");
     for port in 1..5 {
-        let mut f = from_client(FrameSpec::tcp(sa(&format!("198.18.0.11:{port}")), sa("198.18.1.1:80"), SYN)).build();
+        let mut f = from_client(FrameSpec::tcp(
+            sa(&format!("198.18.0.11:{port}")),
+            sa("198.18.1.1:80"),
+            SYN,
+        ))
+        .build();
         assert_eq!(d.process(EXT, Time(2000), &mut f), fwd(INT));
-        assert_eq!(&f[30..34], &[198, 19, 0, 11], "new flows avoid the quiescent server");
+        assert_eq!(
+            &f[30..34],
+            &[198, 19, 0, 11],
+            "new flows avoid the quiescent server"
+        );
     }
 }
 
 #[test]
 fn expiry_frees_connections_and_counters() {
     let mut d = lab();
-    let mut syn = from_client(FrameSpec::tcp(sa("198.18.0.10:40000"), sa("198.18.1.1:80"), SYN)).build();
+    let mut syn = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
     assert_eq!(d.process(EXT, Time(1000), &mut syn), fwd(INT));
     assert_eq!(d.shared().conns.len(), 1);
     // SYN_RECV times out after 60 s.
     assert_eq!(d.maintain(Time(1000 + 59_000), 1 << 12), 0);
     assert_eq!(d.maintain(Time(1000 + 60_000), 1 << 12), 1);
     assert!(d.shared().conns.is_empty());
-    assert_eq!(d.shared().counters[10].inactive.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        d.shared().counters[10]
+            .inactive
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn new_blocking_rules_cut_open_flows() {
+    let mut d = lab();
+    let mut syn = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
+    assert_eq!(d.process(EXT, Time(1000), &mut syn), fwd(INT));
+    let mut other = from_client(FrameSpec::tcp(
+        sa("198.18.0.11:40000"),
+        sa("198.18.1.1:80"),
+        SYN,
+    ))
+    .build();
+    assert_eq!(d.process(EXT, Time(1000), &mut other), fwd(INT));
+    // New rules: block 198.18.0.10/32 too.
+    let mut rules = lab_rules();
+    rules.insert(
+        0,
+        crate::classify::Rule {
+            src: vec!["198.18.0.10/32".parse().unwrap()],
+            ..crate::classify::Rule::new(crate::classify::Action::Drop)
+        },
+    );
+    let snap = Arc::new(Snapshot {
+        rules: crate::classify::Classifier::compile(&rules).unwrap(),
+        ..Snapshot {
+            services: ServiceTable::build(&lab_specs()).unwrap(),
+            net: lab_net(),
+            ..Snapshot::default()
+        }
+    });
+    assert_eq!(d.shared().purge_blocked(&snap), 1);
+    d.set_snapshot(snap);
+    let mut ack = from_client(FrameSpec::tcp(
+        sa("198.18.0.10:40000"),
+        sa("198.18.1.1:80"),
+        ACK,
+    ))
+    .build();
+    assert_eq!(
+        d.process(EXT, Time(1001), &mut ack),
+        Verdict::Drop(DropReason::Blocked)
+    );
+    let mut ack2 = from_client(FrameSpec::tcp(
+        sa("198.18.0.11:40000"),
+        sa("198.18.1.1:80"),
+        ACK,
+    ))
+    .build();
+    assert_eq!(
+        d.process(EXT, Time(1001), &mut ack2),
+        fwd(INT),
+        "other clients keep flowing"
+    );
+    assert_eq!(
+        d.shared().counters[10]
+            .inactive
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "counter released"
+    );
 }

@@ -41,7 +41,11 @@ impl PersistKey {
     /// The key for `client` under `scope`, masked to `prefix` bits (IPv4 netmask as a
     /// prefix length, or IPv6 prefix length).
     pub fn new(scope: Scope, client: &AddrBytes, v6: bool, prefix: u8) -> PersistKey {
-        PersistKey { scope, client: mask(client, v6, prefix), v6 }
+        PersistKey {
+            scope,
+            client: mask(client, v6, prefix),
+            v6,
+        }
     }
 }
 
@@ -85,7 +89,9 @@ pub struct PersistTable {
 impl PersistTable {
     /// A table of at most `capacity` templates.
     pub fn new(capacity: usize, shards: usize, seed: u64) -> PersistTable {
-        PersistTable { table: ShardedTable::new(capacity, shards, seed) }
+        PersistTable {
+            table: ShardedTable::new(capacity, shards, seed),
+        }
     }
 
     /// Place a new connection of `key`'s client: reuse a live template whose server
@@ -110,8 +116,14 @@ impl PersistTable {
                 }
                 shard.remove(key);
             }
-            let Some(dest) = schedule() else { return Placement::NoServer };
-            let t = Template { dest, expires: now.after_ms(timeout_ms), controlled: 1 };
+            let Some(dest) = schedule() else {
+                return Placement::NoServer;
+            };
+            let t = Template {
+                dest,
+                expires: now.after_ms(timeout_ms),
+                controlled: 1,
+            };
             Placement::Bound(dest, shard.insert(*key, t, now, |_, _| {}))
         })
     }
@@ -173,14 +185,32 @@ mod tests {
         let k1 = key("198.18.5.1", 24);
         let k2 = key("198.18.5.200", 24);
         assert_eq!(k1, k2);
-        assert_eq!(p.place(&k1, Time(0), 300, |_| true, || Some(DestId(1))), Placement::Bound(DestId(1), Inserted::Free));
-        assert_eq!(p.place(&k2, Time(10), 300, |_| true, || Some(DestId(2))), Placement::Reused(DestId(1)));
+        assert_eq!(
+            p.place(&k1, Time(0), 300, |_| true, || Some(DestId(1))),
+            Placement::Bound(DestId(1), Inserted::Free)
+        );
+        assert_eq!(
+            p.place(&k2, Time(10), 300, |_| true, || Some(DestId(2))),
+            Placement::Reused(DestId(1))
+        );
         p.release(&k1);
         p.release(&k2);
         // Expired (310 + nothing controlled) → the scheduler chooses again.
-        assert_eq!(p.place(&k1, Time(311), 300, |_| true, || Some(DestId(2))), Placement::Bound(DestId(2), Inserted::Free));
+        assert_eq!(
+            p.place(&k1, Time(311), 300, |_| true, || Some(DestId(2))),
+            Placement::Bound(DestId(2), Inserted::Free)
+        );
         // Another /24 is independent.
-        assert_eq!(p.place(&key("198.18.6.1", 24), Time(311), 300, |_| true, || Some(DestId(3))), Placement::Bound(DestId(3), Inserted::Free));
+        assert_eq!(
+            p.place(
+                &key("198.18.6.1", 24),
+                Time(311),
+                300,
+                |_| true,
+                || Some(DestId(3))
+            ),
+            Placement::Bound(DestId(3), Inserted::Free)
+        );
     }
 
     #[test]
@@ -188,7 +218,10 @@ mod tests {
         let p = PersistTable::new(64, 1, 9);
         let k = key("2001:db8:1:2::9", 64);
         p.place(&k, Time(0), 100, |_| true, || Some(DestId(4)));
-        assert_eq!(p.place(&k, Time(1000), 100, |_| true, || Some(DestId(5))), Placement::Reused(DestId(4)));
+        assert_eq!(
+            p.place(&k, Time(1000), 100, |_| true, || Some(DestId(5))),
+            Placement::Reused(DestId(4))
+        );
         assert_eq!(p.sweep(Time(5000), 64), 0);
         p.release(&k);
         p.release(&k);
@@ -201,9 +234,15 @@ mod tests {
         let p = PersistTable::new(64, 1, 9);
         let k = key("198.18.5.1", 24);
         p.place(&k, Time(0), 100, |_| true, || Some(DestId(4)));
-        assert_eq!(p.place(&k, Time(1), 100, |d| d != DestId(4), || Some(DestId(5))), Placement::Bound(DestId(5), Inserted::Free));
+        assert_eq!(
+            p.place(&k, Time(1), 100, |d| d != DestId(4), || Some(DestId(5))),
+            Placement::Bound(DestId(5), Inserted::Free)
+        );
         assert_eq!(p.get(&k).unwrap().controlled, 1);
-        assert_eq!(p.place(&key("198.18.9.1", 24), Time(1), 100, |_| true, || None), Placement::NoServer);
+        assert_eq!(
+            p.place(&key("198.18.9.1", 24), Time(1), 100, |_| true, || None),
+            Placement::NoServer
+        );
         assert_eq!(p.forget_dests(|d| d == DestId(5)), 1);
     }
 }

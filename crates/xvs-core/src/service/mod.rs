@@ -259,7 +259,11 @@ impl DestCounters {
     pub fn load(&self, max_conns: u32) -> Load {
         let active = self.active.load(Ordering::Relaxed);
         let inactive = self.inactive.load(Ordering::Relaxed);
-        Load { active, inactive, overloaded: max_conns != 0 && active.saturating_add(inactive) >= max_conns }
+        Load {
+            active,
+            inactive,
+            overloaded: max_conns != 0 && active.saturating_add(inactive) >= max_conns,
+        }
     }
 }
 
@@ -278,7 +282,11 @@ pub fn quorum_lost(was_lost: bool, up_weight: u64, quorum: u64, hysteresis: u64)
     if quorum == 0 {
         return false;
     }
-    if was_lost { up_weight < quorum + hysteresis } else { up_weight < quorum.saturating_sub(hysteresis) }
+    if was_lost {
+        up_weight < quorum + hysteresis
+    } else {
+        up_weight < quorum.saturating_sub(hysteresis)
+    }
 }
 
 impl ServiceTable {
@@ -288,17 +296,27 @@ impl ServiceTable {
         for spec in specs {
             let id = t.services.len() as u32;
             let v6 = match spec.key {
-                ServiceKey::Tuple { protocol, addr, port } => {
+                ServiceKey::Tuple {
+                    protocol,
+                    addr,
+                    port,
+                } => {
                     let k = (protocol, to_bytes(addr), addr.is_ipv6(), port);
                     if let Some(&other) = t.by_tuple.get(&k) {
-                        return Err(ServiceError::Duplicate(spec.name.clone(), t.services[other as usize].name.clone()));
+                        return Err(ServiceError::Duplicate(
+                            spec.name.clone(),
+                            t.services[other as usize].name.clone(),
+                        ));
                     }
                     t.by_tuple.insert(k, id);
                     addr.is_ipv6()
                 }
                 ServiceKey::Mark { mark, v6 } => {
                     if let Some(&other) = t.by_mark.get(&(mark, v6)) {
-                        return Err(ServiceError::Duplicate(spec.name.clone(), t.services[other as usize].name.clone()));
+                        return Err(ServiceError::Duplicate(
+                            spec.name.clone(),
+                            t.services[other as usize].name.clone(),
+                        ));
                     }
                     t.by_mark.insert((mark, v6), id);
                     v6
@@ -313,7 +331,10 @@ impl ServiceTable {
                 if t.dests[slot].is_some() {
                     return Err(ServiceError::DuplicateDest(d.id));
                 }
-                t.dests[slot] = Some(DestRef { service: id, index: index as u32 });
+                t.dests[slot] = Some(DestRef {
+                    service: id,
+                    index: index as u32,
+                });
             }
             t.services.push(service);
         }
@@ -333,7 +354,14 @@ impl ServiceTable {
     /// The service for a packet: mark service first (when `mark` is non-zero), then
     /// exact (protocol, VIP, port), then (protocol, VIP, 0).
     #[inline]
-    pub fn lookup(&self, mark: u32, protocol: u8, dst: &AddrBytes, v6: bool, dport: u16) -> Option<&Service> {
+    pub fn lookup(
+        &self,
+        mark: u32,
+        protocol: u8,
+        dst: &AddrBytes,
+        v6: bool,
+        dport: u16,
+    ) -> Option<&Service> {
         if mark != 0
             && let Some(&i) = self.by_mark.get(&(mark, v6))
         {
@@ -365,20 +393,32 @@ fn build_service(spec: &ServiceSpec, id: ServiceId, v6: bool) -> Result<Service,
     dests.extend(spec.sorry.iter().cloned());
     for d in &dests {
         if d.addr.is_ipv6() != v6 {
-            return Err(ServiceError::Family { service: spec.name.clone(), addr: d.addr });
+            return Err(ServiceError::Family {
+                service: spec.name.clone(),
+                addr: d.addr,
+            });
         }
         if d.weight > 65535 {
-            return Err(ServiceError::Weight { service: spec.name.clone(), addr: d.addr, weight: d.weight });
+            return Err(ServiceError::Weight {
+                service: spec.name.clone(),
+                addr: d.addr,
+                weight: d.weight,
+            });
         }
     }
     if let Some(p) = spec.persistence
         && p.prefix > if v6 { 128 } else { 32 }
     {
-        return Err(ServiceError::Prefix { service: spec.name.clone(), prefix: p.prefix });
+        return Err(ServiceError::Prefix {
+            service: spec.name.clone(),
+            prefix: p.prefix,
+        });
     }
     let n_servers = spec.servers.len();
     let pick = |backup: bool| -> Vec<u32> {
-        (0..n_servers as u32).filter(|&i| dests[i as usize].backup == backup && dests[i as usize].is_eligible()).collect()
+        (0..n_servers as u32)
+            .filter(|&i| dests[i as usize].backup == backup && dests[i as usize].is_eligible())
+            .collect()
     };
     let primaries = pick(false);
     let sorry = spec.sorry.as_ref().map(|_| n_servers as u32);
@@ -399,11 +439,18 @@ fn build_service(spec: &ServiceSpec, id: ServiceId, v6: bool) -> Result<Service,
         .map(|&i| {
             let d = &dests[i as usize];
             // The sorry server is used even at weight 0 (it is the last resort).
-            Candidate { addr: d.addr, port: d.port.unwrap_or(0), weight: d.weight.max(1) }
+            Candidate {
+                addr: d.addr,
+                port: d.port.unwrap_or(0),
+                weight: d.weight.max(1),
+            }
         })
         .collect();
-    let scheduler = Scheduler::build(&spec.sched, &candidates)
-        .map_err(|source| ServiceError::Sched { service: spec.name.clone(), source })?;
+    let scheduler =
+        Scheduler::build(&spec.sched, &candidates).map_err(|source| ServiceError::Sched {
+            service: spec.name.clone(),
+            source,
+        })?;
     let scope = match spec.key {
         ServiceKey::Mark { mark, .. } => Scope::Mark(mark),
         ServiceKey::Tuple { .. } => Scope::Service(spec.stable_id),
@@ -437,7 +484,10 @@ impl LoadView for ServiceLoads<'_> {
     #[inline]
     fn load(&self, idx: usize) -> Load {
         let d = &self.service.dests[self.service.active[idx] as usize];
-        self.counters.get(d.id.0 as usize).map(|c| c.load(d.max_conns)).unwrap_or_default()
+        self.counters
+            .get(d.id.0 as usize)
+            .map(|c| c.load(d.max_conns))
+            .unwrap_or_default()
     }
 }
 
@@ -445,7 +495,10 @@ impl Service {
     /// True when this service's scheduler hashes flows (sh, dh, mh): consistent choice
     /// without state, which is what sloppy TCP relies on.
     pub fn is_hashing(&self) -> bool {
-        matches!(self.scheduler.kind(), SchedKind::Sh | SchedKind::Dh | SchedKind::Mh)
+        matches!(
+            self.scheduler.kind(),
+            SchedKind::Sh | SchedKind::Dh | SchedKind::Mh
+        )
     }
 
     /// Whether a persistence template pointing at `dest` may still place new
@@ -459,7 +512,8 @@ impl Service {
             ActiveSet::Sorry => Some(dest.id) == self.sorry_id(),
             ActiveSet::Nothing => false,
         };
-        let quiescent_expires = dest.weight == 0 && self.persistence.is_some_and(|p| p.expire_quiescent);
+        let quiescent_expires =
+            dest.weight == 0 && self.persistence.is_some_and(|p| p.expire_quiescent);
         dest.state == DestState::Up && in_active_group && !quiescent_expires
     }
 

@@ -20,7 +20,10 @@ pub(crate) fn spec(name: &str, key: ServiceKey, servers: Vec<RealServer>) -> Ser
         name: name.into(),
         stable_id: 1,
         key,
-        sched: SchedConfig { kind: SchedKind::Rr, ..SchedConfig::default() },
+        sched: SchedConfig {
+            kind: SchedKind::Rr,
+            ..SchedConfig::default()
+        },
         persistence: None,
         timeouts: Timeouts::default(),
         sloppy_tcp: false,
@@ -31,7 +34,11 @@ pub(crate) fn spec(name: &str, key: ServiceKey, servers: Vec<RealServer>) -> Ser
 }
 
 fn tuple_key(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey::Tuple { protocol: 6, addr: addr.parse().unwrap(), port }
+    ServiceKey::Tuple {
+        protocol: 6,
+        addr: addr.parse().unwrap(),
+        port,
+    }
 }
 
 fn vip(addr: &str) -> AddrBytes {
@@ -41,25 +48,56 @@ fn vip(addr: &str) -> AddrBytes {
 #[test]
 fn lookup_order_is_mark_then_exact_then_all_ports() {
     let t = ServiceTable::build(&[
-        spec("exact", tuple_key("198.18.1.1", 80), vec![rs(1, "198.19.0.2", 1)]),
-        spec("all", tuple_key("198.18.1.1", 0), vec![rs(2, "198.19.0.3", 1)]),
-        spec("mark", ServiceKey::Mark { mark: 7, v6: false }, vec![rs(3, "198.19.0.4", 1)]),
+        spec(
+            "exact",
+            tuple_key("198.18.1.1", 80),
+            vec![rs(1, "198.19.0.2", 1)],
+        ),
+        spec(
+            "all",
+            tuple_key("198.18.1.1", 0),
+            vec![rs(2, "198.19.0.3", 1)],
+        ),
+        spec(
+            "mark",
+            ServiceKey::Mark { mark: 7, v6: false },
+            vec![rs(3, "198.19.0.4", 1)],
+        ),
     ])
     .unwrap();
     let name = |s: Option<&Service>| s.map(|s| s.name.clone());
-    assert_eq!(name(t.lookup(0, 6, &vip("198.18.1.1"), false, 80)), Some("exact".into()));
-    assert_eq!(name(t.lookup(0, 6, &vip("198.18.1.1"), false, 443)), Some("all".into()));
-    assert_eq!(name(t.lookup(7, 6, &vip("198.18.1.1"), false, 80)), Some("mark".into()));
-    assert_eq!(name(t.lookup(8, 6, &vip("198.18.1.1"), false, 80)), Some("exact".into()));
+    assert_eq!(
+        name(t.lookup(0, 6, &vip("198.18.1.1"), false, 80)),
+        Some("exact".into())
+    );
+    assert_eq!(
+        name(t.lookup(0, 6, &vip("198.18.1.1"), false, 443)),
+        Some("all".into())
+    );
+    assert_eq!(
+        name(t.lookup(7, 6, &vip("198.18.1.1"), false, 80)),
+        Some("mark".into())
+    );
+    assert_eq!(
+        name(t.lookup(8, 6, &vip("198.18.1.1"), false, 80)),
+        Some("exact".into())
+    );
     assert_eq!(name(t.lookup(7, 6, &vip("2001:db8::1"), true, 80)), None);
     assert_eq!(name(t.lookup(0, 17, &vip("198.18.1.1"), false, 80)), None);
-    assert_eq!(t.dest(DestId(2)).map(|(s, d)| (s.name.as_str(), d.addr)), Some(("all", "198.19.0.3".parse().unwrap())));
+    assert_eq!(
+        t.dest(DestId(2)).map(|(s, d)| (s.name.as_str(), d.addr)),
+        Some(("all", "198.19.0.3".parse().unwrap()))
+    );
     assert!(t.dest(DestId(9)).is_none());
 }
 
 #[test]
 fn eligibility_backups_and_sorry() {
-    let mut servers = vec![rs(1, "198.19.0.2", 1), rs(2, "198.19.0.3", 0), rs(3, "198.19.0.9", 1)];
+    let mut servers = vec![
+        rs(1, "198.19.0.2", 1),
+        rs(2, "198.19.0.3", 0),
+        rs(3, "198.19.0.9", 1),
+    ];
     servers[2].backup = true;
     let mut s = spec("web", tuple_key("198.18.1.1", 80), servers.clone());
     let t = ServiceTable::build(&[s.clone()]).unwrap();
@@ -91,16 +129,39 @@ fn build_rejects_bad_specs() {
         spec("b", tuple_key("198.18.1.1", 80), vec![]),
     ]);
     assert!(matches!(dup, Err(ServiceError::Duplicate(..))), "{dup:?}");
-    let fam = ServiceTable::build(&[spec("a", tuple_key("198.18.1.1", 80), vec![rs(1, "2001:db8::2", 1)])]);
+    let fam = ServiceTable::build(&[spec(
+        "a",
+        tuple_key("198.18.1.1", 80),
+        vec![rs(1, "2001:db8::2", 1)],
+    )]);
     assert!(matches!(fam, Err(ServiceError::Family { .. })));
-    let w = ServiceTable::build(&[spec("a", tuple_key("198.18.1.1", 80), vec![rs(1, "198.19.0.2", 70000)])]);
+    let w = ServiceTable::build(&[spec(
+        "a",
+        tuple_key("198.18.1.1", 80),
+        vec![rs(1, "198.19.0.2", 70000)],
+    )]);
     assert!(matches!(w, Err(ServiceError::Weight { weight: 70000, .. })));
     let mut p = spec("a", tuple_key("198.18.1.1", 80), vec![]);
-    p.persistence = Some(Persistence { timeout_secs: 300, prefix: 33, expire_quiescent: false });
-    assert!(matches!(ServiceTable::build(&[p]), Err(ServiceError::Prefix { prefix: 33, .. })));
+    p.persistence = Some(Persistence {
+        timeout_secs: 300,
+        prefix: 33,
+        expire_quiescent: false,
+    });
+    assert!(matches!(
+        ServiceTable::build(&[p]),
+        Err(ServiceError::Prefix { prefix: 33, .. })
+    ));
     let ids = ServiceTable::build(&[
-        spec("a", tuple_key("198.18.1.1", 80), vec![rs(1, "198.19.0.2", 1)]),
-        spec("b", tuple_key("198.18.1.1", 81), vec![rs(1, "198.19.0.3", 1)]),
+        spec(
+            "a",
+            tuple_key("198.18.1.1", 80),
+            vec![rs(1, "198.19.0.2", 1)],
+        ),
+        spec(
+            "b",
+            tuple_key("198.18.1.1", 81),
+            vec![rs(1, "198.19.0.3", 1)],
+        ),
     ]);
     assert!(matches!(ids, Err(ServiceError::DuplicateDest(DestId(1)))));
 }
@@ -117,15 +178,29 @@ fn quorum_hysteresis() {
 #[test]
 fn template_usability_follows_ipvs() {
     let mut servers = vec![rs(1, "198.19.0.2", 1), rs(2, "198.19.0.3", 0)];
-    servers.push(RealServer { backup: true, ..rs(3, "198.19.0.4", 1) });
+    servers.push(RealServer {
+        backup: true,
+        ..rs(3, "198.19.0.4", 1)
+    });
     let mut s = spec("web", tuple_key("198.18.1.1", 80), servers);
-    s.persistence = Some(Persistence { timeout_secs: 300, prefix: 24, expire_quiescent: false });
+    s.persistence = Some(Persistence {
+        timeout_secs: 300,
+        prefix: 24,
+        expire_quiescent: false,
+    });
     let t = ServiceTable::build(&[s.clone()]).unwrap();
     let svc = &t.services()[0];
     assert!(svc.template_usable(&svc.dests[0]));
-    assert!(svc.template_usable(&svc.dests[1]), "quiescent keeps its clients");
+    assert!(
+        svc.template_usable(&svc.dests[1]),
+        "quiescent keeps its clients"
+    );
     assert!(!svc.template_usable(&svc.dests[2]), "backup not active");
-    s.persistence = Some(Persistence { timeout_secs: 300, prefix: 24, expire_quiescent: true });
+    s.persistence = Some(Persistence {
+        timeout_secs: 300,
+        prefix: 24,
+        expire_quiescent: true,
+    });
     s.servers[0].state = DestState::Drained;
     let t = ServiceTable::build(&[s]).unwrap();
     let svc = &t.services()[0];
