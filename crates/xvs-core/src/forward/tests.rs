@@ -596,3 +596,74 @@ fn new_blocking_rules_cut_open_flows() {
         "counter released"
     );
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn seeds() -> Vec<Vec<u8>> {
+        vec![
+            from_client(FrameSpec::tcp(
+                sa("198.18.0.10:40000"),
+                sa("198.18.1.1:80"),
+                SYN,
+            ))
+            .build(),
+            from_client(
+                FrameSpec::tcp(sa("[2001:db8::10]:5555"), sa("[2001:db8:1::1]:80"), SYN)
+                    .with_ipv6_ext(60, &[0; 6]),
+            )
+            .build(),
+            from_client(
+                FrameSpec::udp(sa("198.18.0.10:3333"), sa("198.18.1.1:53"))
+                    .with_payload(b"q")
+                    .with_vlan(Some(3)),
+            )
+            .build(),
+            from_server(
+                FrameSpec::tcp(sa("198.19.0.10:8080"), sa("198.18.0.10:40000"), SYN | ACK),
+                10,
+            )
+            .build(),
+            from_client(FrameSpec::icmp_error(
+                ip("198.18.0.10"),
+                ip("198.18.1.1"),
+                3,
+                4,
+                [0; 4],
+                &FrameSpec::tcp(sa("198.18.1.1:80"), sa("198.18.0.10:40000"), ACK).build_ip(),
+            ))
+            .build(),
+        ]
+    }
+
+    proptest! {
+        /// Arbitrary bytes, and valid frames with random byte changes and cuts, get a
+        /// verdict without panicking; a forwarded frame keeps its length.
+        #[test]
+        fn process_never_panics(
+            raw in proptest::collection::vec(any::<u8>(), 0..300),
+            pick in 0usize..5,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in any::<usize>(),
+        ) {
+            let mut d = lab();
+            let mut f = raw;
+            let _ = d.process(EXT, Time(1), &mut f);
+            let mut g = seeds()[pick].clone();
+            // Prime a connection so that mutated frames reach the established paths too.
+            let mut prime = seeds()[0].clone();
+            d.process(EXT, Time(1), &mut prime);
+            for (at, x) in flips {
+                let n = g.len();
+                g[at % n] ^= x;
+            }
+            g.truncate(cut % (g.len() + 1));
+            let len = g.len();
+            if let Verdict::Forward { .. } = d.process(EXT, Time(2), &mut g) {
+                prop_assert_eq!(g.len(), len);
+            }
+        }
+    }
+}
