@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let st = guard.get_or_insert_with(|| State { director: xvs_core::lab::lab(), now: Time(1_000_000), inputs: 0 });
+    let st = guard.get_or_insert_with(|| State {
+        director: xvs_core::lab::lab(),
+        now: Time(1_000_000),
+        inputs: 0,
+    });
     let iface = IfaceId(u16::from(data[0] & 1));
     let n = u32::from(data[1] & 0x3f);
     let advance = match data[1] >> 6 {
@@ -48,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     };
     st.now = st.now.after_ms(advance);
     st.inputs += 1;
-    if st.inputs % 1024 == 0 {
+    if st.inputs.is_multiple_of(1024) {
         st.director.maintain(st.now, 64);
     }
     let before = &data[2..];
@@ -61,5 +65,9 @@ fuzz_target!(|data: &[u8]| {
     xvs_fuzz::check_generic(before, &frame, v);
     let s = st.director.stats();
     assert_eq!(s.rx_packets, rx + 1);
-    assert_eq!(s.forwarded + s.passed + s.total_drops(), fwd + pass + drops + 1, "frame not counted under exactly one verdict");
+    assert_eq!(
+        s.forwarded + s.passed + s.total_drops(),
+        fwd + pass + drops + 1,
+        "frame not counted under exactly one verdict"
+    );
 });

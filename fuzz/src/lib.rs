@@ -51,41 +51,135 @@ pub mod facts {
     }
 
     const fn v6(segs: [u16; 8]) -> IpAddr {
-        IpAddr::V6(Ipv6Addr::new(segs[0], segs[1], segs[2], segs[3], segs[4], segs[5], segs[6], segs[7]))
+        IpAddr::V6(Ipv6Addr::new(
+            segs[0], segs[1], segs[2], segs[3], segs[4], segs[5], segs[6], segs[7],
+        ))
     }
 
     pub const WEB: &[Server] = &[
-        Server { id: 10, addr: v4(198, 19, 0, 10), port: Some(8080) },
-        Server { id: 11, addr: v4(198, 19, 0, 11), port: Some(8080) },
+        Server {
+            id: 10,
+            addr: v4(198, 19, 0, 10),
+            port: Some(8080),
+        },
+        Server {
+            id: 11,
+            addr: v4(198, 19, 0, 11),
+            port: Some(8080),
+        },
     ];
-    pub const DNS: &[Server] = &[Server { id: 12, addr: v4(198, 19, 0, 12), port: Some(53) }];
-    pub const DR: &[Server] = &[Server { id: 20, addr: v4(198, 18, 2, 20), port: None }];
+    pub const DNS: &[Server] = &[Server {
+        id: 12,
+        addr: v4(198, 19, 0, 12),
+        port: Some(53),
+    }];
+    pub const DR: &[Server] = &[Server {
+        id: 20,
+        addr: v4(198, 18, 2, 20),
+        port: None,
+    }];
     pub const MARK: &[Server] = &[
-        Server { id: 30, addr: v4(198, 19, 0, 30), port: None },
-        Server { id: 31, addr: v4(198, 19, 0, 31), port: None },
+        Server {
+            id: 30,
+            addr: v4(198, 19, 0, 30),
+            port: None,
+        },
+        Server {
+            id: 31,
+            addr: v4(198, 19, 0, 31),
+            port: None,
+        },
     ];
-    pub const WEB6: &[Server] = &[Server { id: 40, addr: v6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x40]), port: Some(8080) }];
+    pub const WEB6: &[Server] = &[Server {
+        id: 40,
+        addr: v6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x40]),
+        port: Some(8080),
+    }];
     /// "Servers" of the non-services: addresses nobody is scheduled to.
-    pub const NOBODY4: &[Server] = &[Server { id: 99, addr: v4(198, 19, 0, 99), port: None }];
-    pub const NOBODY6: &[Server] = &[Server { id: 99, addr: v6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x99]), port: None }];
+    pub const NOBODY4: &[Server] = &[Server {
+        id: 99,
+        addr: v4(198, 19, 0, 99),
+        port: None,
+    }];
+    pub const NOBODY6: &[Server] = &[Server {
+        id: 99,
+        addr: v6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x99]),
+        port: None,
+    }];
 
     /// Index 0..=5: the lab's services; 6, 7: a VIP's unserved port.
     pub const TARGETS: &[Target] = &[
-        Target { vip: v4(198, 18, 1, 1), protocol: TCP, port: 80, nat: true, servers: WEB },
-        Target { vip: v4(198, 18, 1, 1), protocol: UDP, port: 53, nat: true, servers: DNS },
-        Target { vip: v4(198, 18, 1, 2), protocol: TCP, port: 80, nat: false, servers: DR },
-        Target { vip: v4(198, 18, 1, 3), protocol: TCP, port: 80, nat: true, servers: MARK },
-        Target { vip: v4(198, 18, 1, 3), protocol: TCP, port: 443, nat: true, servers: MARK },
-        Target { vip: v6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1]), protocol: TCP, port: 80, nat: true, servers: WEB6 },
-        Target { vip: v4(198, 18, 1, 1), protocol: TCP, port: 443, nat: true, servers: NOBODY4 },
-        Target { vip: v6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1]), protocol: UDP, port: 53, nat: true, servers: NOBODY6 },
+        Target {
+            vip: v4(198, 18, 1, 1),
+            protocol: TCP,
+            port: 80,
+            nat: true,
+            servers: WEB,
+        },
+        Target {
+            vip: v4(198, 18, 1, 1),
+            protocol: UDP,
+            port: 53,
+            nat: true,
+            servers: DNS,
+        },
+        Target {
+            vip: v4(198, 18, 1, 2),
+            protocol: TCP,
+            port: 80,
+            nat: false,
+            servers: DR,
+        },
+        Target {
+            vip: v4(198, 18, 1, 3),
+            protocol: TCP,
+            port: 80,
+            nat: true,
+            servers: MARK,
+        },
+        Target {
+            vip: v4(198, 18, 1, 3),
+            protocol: TCP,
+            port: 443,
+            nat: true,
+            servers: MARK,
+        },
+        Target {
+            vip: v6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1]),
+            protocol: TCP,
+            port: 80,
+            nat: true,
+            servers: WEB6,
+        },
+        Target {
+            vip: v4(198, 18, 1, 1),
+            protocol: TCP,
+            port: 443,
+            nat: true,
+            servers: NOBODY4,
+        },
+        Target {
+            vip: v6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 1]),
+            protocol: UDP,
+            port: 53,
+            nat: true,
+            servers: NOBODY6,
+        },
     ];
 
     /// Clients: 198.18.0.10/.11 have a resolved MAC, .50 does not, 198.18.9.0/24 is
     /// blocked by the lab's drop rule.
-    pub const CLIENTS4: &[IpAddr] = &[v4(198, 18, 0, 10), v4(198, 18, 0, 11), v4(198, 18, 0, 50), v4(198, 18, 9, 10)];
+    pub const CLIENTS4: &[IpAddr] = &[
+        v4(198, 18, 0, 10),
+        v4(198, 18, 0, 11),
+        v4(198, 18, 0, 50),
+        v4(198, 18, 9, 10),
+    ];
     /// IPv6 clients (routed through the gateway 2001:db8::ff).
-    pub const CLIENTS6: &[IpAddr] = &[v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10]), v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11])];
+    pub const CLIENTS6: &[IpAddr] = &[
+        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10]),
+        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11]),
+    ];
     /// A router on each side (source of ICMP errors).
     pub const ROUTER4_EXT: IpAddr = v4(198, 18, 0, 1);
     pub const ROUTER4_INT: IpAddr = v4(198, 19, 0, 1);
@@ -101,7 +195,11 @@ pub mod facts {
     pub fn client_mac(a: IpAddr) -> Option<[u8; 6]> {
         use xvs_core::lab::{CLIENT_MAC, GW6_MAC};
         match a {
-            IpAddr::V4(v) if v == Ipv4Addr::new(198, 18, 0, 10) || v == Ipv4Addr::new(198, 18, 0, 11) => Some(CLIENT_MAC),
+            IpAddr::V4(v)
+                if v == Ipv4Addr::new(198, 18, 0, 10) || v == Ipv4Addr::new(198, 18, 0, 11) =>
+            {
+                Some(CLIENT_MAC)
+            }
             IpAddr::V6(v) if v.segments()[..4] == [0x2001, 0xdb8, 0, 0] => Some(GW6_MAC),
             _ => None,
         }
@@ -180,9 +278,15 @@ fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
 /// Source and destination address of the IP packet at `l.l3`.
 pub fn addrs(frame: &[u8], l: &Layout) -> (IpAddr, IpAddr) {
     if l.v6 {
-        (v6_at(frame, l.l3 + 8).into(), v6_at(frame, l.l3 + 24).into())
+        (
+            v6_at(frame, l.l3 + 8).into(),
+            v6_at(frame, l.l3 + 24).into(),
+        )
     } else {
-        (v4_at(frame, l.l3 + 12).into(), v4_at(frame, l.l3 + 16).into())
+        (
+            v4_at(frame, l.l3 + 12).into(),
+            v4_at(frame, l.l3 + 16).into(),
+        )
     }
 }
 
@@ -221,15 +325,23 @@ pub fn l4_checksum_partial(frame: &[u8], l: &Layout) -> bool {
     }
     let check = u16::from_be_bytes([frame[l.l4 + off], frame[l.l4 + off + 1]]);
     match addrs(frame, l) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => checksum::is_partial_v4(check, s, d, l.protocol, l.l4_len as u16),
-        (IpAddr::V6(s), IpAddr::V6(d)) => checksum::is_partial_v6(check, &s, &d, l.protocol, l.l4_len as u32),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::is_partial_v4(check, s, d, l.protocol, l.l4_len as u16)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            checksum::is_partial_v6(check, &s, &d, l.protocol, l.l4_len as u32)
+        }
         _ => unreachable!(),
     }
 }
 
 /// MAC of an interface of the lab.
 pub fn iface_mac(i: IfaceId) -> [u8; 6] {
-    if i == xvs_core::lab::EXT { EXT_MAC } else { INT_MAC }
+    if i == xvs_core::lab::EXT {
+        EXT_MAC
+    } else {
+        INT_MAC
+    }
 }
 
 /// Invariants of `Director::process` that hold for any input frame. `before` is the
@@ -251,16 +363,39 @@ pub fn check_generic(before: &[u8], after: &[u8], verdict: Verdict) {
         Verdict::Pass => assert!(before == after, "Pass verdict but the frame was modified"),
         Verdict::Drop(_) => {}
         Verdict::Forward { iface } => {
-            assert!(iface.0 <= 1, "forwarded out of an unknown interface {iface:?}");
-            assert_eq!(after[6..12], iface_mac(iface), "source MAC is not the out interface's");
+            assert!(
+                iface.0 <= 1,
+                "forwarded out of an unknown interface {iface:?}"
+            );
+            assert_eq!(
+                after[6..12],
+                iface_mac(iface),
+                "source MAC is not the out interface's"
+            );
             let l = layout(before).expect("forwarded a frame the director cannot have parsed");
-            assert_eq!(before[12..l.l3], after[12..l.l3], "EtherType / VLAN tag changed");
-            assert_eq!(before[l.ip_end..], after[l.ip_end..], "bytes after the IP packet changed");
+            assert_eq!(
+                before[12..l.l3],
+                after[12..l.l3],
+                "EtherType / VLAN tag changed"
+            );
+            assert_eq!(
+                before[l.ip_end..],
+                after[l.ip_end..],
+                "bytes after the IP packet changed"
+            );
             if !l.v6 {
-                let p = Ipv4Packet::new_checked(&after[l.l3..]).expect("forwarded IPv4 packet no longer parses");
-                assert!(p.verify_checksum(), "forwarded IPv4 frame has a bad header checksum");
+                let p = Ipv4Packet::new_checked(&after[l.l3..])
+                    .expect("forwarded IPv4 packet no longer parses");
+                assert!(
+                    p.verify_checksum(),
+                    "forwarded IPv4 frame has a bad header checksum"
+                );
             }
-            if matches!(l.protocol, TCP | UDP) && !l.fragment && (l.protocol != TCP || l.l4_len >= 20) && l.l4_len >= 8 {
+            if matches!(l.protocol, TCP | UDP)
+                && !l.fragment
+                && (l.protocol != TCP || l.l4_len >= 20)
+                && l.l4_len >= 8
+            {
                 let valid_before = l4_checksum_ok(before, &l);
                 let partial_before = l4_checksum_partial(before, &l);
                 let (s0, d0) = addrs(before, &l);
@@ -284,13 +419,23 @@ pub fn check_generic(before: &[u8], after: &[u8], verdict: Verdict) {
 /// Time advances (ms) a step can choose: around the lab's timeouts (fragments 30 s,
 /// TCP SYN 60 s, FIN 120 s, UDP 300 s, persistence 300 s, established 900 s).
 pub const ADVANCES_MS: [u32; 16] = [
-    0, 0, 0, 0, 1, 10, 1_000, 5_000, 10_001, 29_999, 30_001, 60_001, 120_001, 300_001, 900_001, 3_600_000,
+    0, 0, 0, 0, 1, 10, 1_000, 5_000, 10_001, 29_999, 30_001, 60_001, 120_001, 300_001, 900_001,
+    3_600_000,
 ];
 
 /// TCP flag combinations (`flags & 0x80 == 0`; otherwise `flags & 0x3f` is used raw).
 pub const TCP_FLAGS: [u16; 8] = {
     use xvs_core::wire::tcp_flags::*;
-    [SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, FIN | SYN]
+    [
+        SYN,
+        SYN | ACK,
+        ACK,
+        ACK | PSH,
+        FIN | ACK,
+        RST,
+        RST | ACK,
+        FIN | SYN,
+    ]
 };
 
 /// Kinds of frame.
@@ -427,7 +572,11 @@ impl Step {
     }
 
     pub fn client(&self) -> IpAddr {
-        let c = if self.target().vip.is_ipv6() { facts::CLIENTS6 } else { facts::CLIENTS4 };
+        let c = if self.target().vip.is_ipv6() {
+            facts::CLIENTS6
+        } else {
+            facts::CLIENTS4
+        };
         c[usize::from(self.client) % c.len()]
     }
 
@@ -454,7 +603,11 @@ impl Step {
     }
 
     pub fn tcp_flags(&self) -> u16 {
-        if self.flags & 0x80 == 0 { TCP_FLAGS[usize::from(self.flags % 8)] } else { u16::from(self.flags & 0x3f) }
+        if self.flags & 0x80 == 0 {
+            TCP_FLAGS[usize::from(self.flags % 8)]
+        } else {
+            u16::from(self.flags & 0x3f)
+        }
     }
 
     /// (source, destination) of the frame's outer IP header and ports of its L4
@@ -463,14 +616,19 @@ impl Step {
         let t = self.target();
         let client = SocketAddr::new(self.client(), self.client_port());
         if self.from_server() {
-            (SocketAddr::new(self.server().addr, self.server_port()), client)
+            (
+                SocketAddr::new(self.server().addr, self.server_port()),
+                client,
+            )
         } else {
             (client, SocketAddr::new(t.vip, t.port))
         }
     }
 
     fn apply_opts(&self, spec: FrameSpec, v6: bool) -> FrameSpec {
-        use xvs_core::wire::ip_proto::{AH, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING};
+        use xvs_core::wire::ip_proto::{
+            AH, IPV6_DSTOPTS, IPV6_FRAGMENT, IPV6_HOPOPTS, IPV6_ROUTING,
+        };
         let c = self.opts % 8;
         if v6 {
             let frag_body = |more: bool| {
@@ -489,7 +647,9 @@ impl Step {
                     .with_ipv6_ext(IPV6_DSTOPTS, &[]),
                 5 => spec.with_ipv6_ext(AH, &[0; 10]),
                 6 => spec.with_ipv6_ext(IPV6_FRAGMENT, &frag_body(false)),
-                7 => spec.with_ipv6_ext(IPV6_DSTOPTS, &[]).with_ipv6_ext(IPV6_FRAGMENT, &frag_body(true)),
+                7 => spec
+                    .with_ipv6_ext(IPV6_DSTOPTS, &[])
+                    .with_ipv6_ext(IPV6_FRAGMENT, &frag_body(true)),
                 _ => spec,
             }
         } else {
@@ -519,9 +679,27 @@ impl Step {
     fn icmp_error_kind(&self, v6: bool) -> (u8, u8, [u8; 4]) {
         let c = usize::from(self.icmp & 7);
         if v6 {
-            [(1, 4, [0; 4]), (2, 0, [0, 0, 5, 0]), (3, 0, [0; 4]), (4, 0, [0, 0, 0, 6]), (1, 1, [0; 4]), (1, 3, [0, 0, 0, 0]), (2, 0, [0, 0, 0, 0x44]), (3, 1, [0; 4])][c]
+            [
+                (1, 4, [0; 4]),
+                (2, 0, [0, 0, 5, 0]),
+                (3, 0, [0; 4]),
+                (4, 0, [0, 0, 0, 6]),
+                (1, 1, [0; 4]),
+                (1, 3, [0, 0, 0, 0]),
+                (2, 0, [0, 0, 0, 0x44]),
+                (3, 1, [0; 4]),
+            ][c]
         } else {
-            [(3, 3, [0; 4]), (3, 4, [0, 0, 5, 0x78]), (11, 0, [0; 4]), (12, 0, [20, 0, 0, 0]), (3, 1, [0; 4]), (4, 0, [0; 4]), (5, 1, [198, 18, 0, 1]), (11, 1, [0; 4])][c]
+            [
+                (3, 3, [0; 4]),
+                (3, 4, [0, 0, 5, 0x78]),
+                (11, 0, [0; 4]),
+                (12, 0, [20, 0, 0, 0]),
+                (3, 1, [0; 4]),
+                (4, 0, [0; 4]),
+                (5, 1, [198, 18, 0, 1]),
+                (11, 1, [0; 4]),
+            ][c]
         }
     }
 
@@ -531,7 +709,10 @@ impl Step {
         let t = self.target();
         let client = SocketAddr::new(self.client(), self.client_port());
         let (src, dst) = if self.from_server() {
-            (client, SocketAddr::new(self.server().addr, self.server_port()))
+            (
+                client,
+                SocketAddr::new(self.server().addr, self.server_port()),
+            )
         } else {
             (SocketAddr::new(t.vip, t.port), client)
         };
@@ -562,8 +743,14 @@ impl Step {
         let spec = match self.kind() {
             Kind::Tcp => FrameSpec::tcp(src, dst, self.tcp_flags()).with_payload(&payload),
             Kind::Udp => FrameSpec::udp(src, dst).with_payload(&payload),
-            Kind::IcmpEcho => FrameSpec::icmp_echo(src.ip(), dst.ip(), src.port(), u16::from(self.flags), self.from_server())
-                .with_payload(&payload),
+            Kind::IcmpEcho => FrameSpec::icmp_echo(
+                src.ip(),
+                dst.ip(),
+                src.port(),
+                u16::from(self.flags),
+                self.from_server(),
+            )
+            .with_payload(&payload),
             Kind::IcmpError => {
                 let (kind, code, rest) = self.icmp_error_kind(v6);
                 let router = self.icmp & 0x40 != 0;
@@ -578,7 +765,11 @@ impl Step {
                 FrameSpec::icmp_error(esrc, edst, kind, code, rest, &self.quoted_packet())
             }
         };
-        let (smac, dmac) = if self.from_server() { (mac_of(self.server().id), INT_MAC) } else { (CLIENT_MAC, EXT_MAC) };
+        let (smac, dmac) = if self.from_server() {
+            (mac_of(self.server().id), INT_MAC)
+        } else {
+            (CLIENT_MAC, EXT_MAC)
+        };
         let spec = spec
             .with_macs(smac, dmac)
             .with_vlan((self.vlan != 0).then(|| u16::from(self.vlan) * 16 + 1))
@@ -599,7 +790,11 @@ impl Step {
             vec![whole]
         } else {
             let mtu = [96usize, 200, 576, 1280][usize::from(self.frag & 3)];
-            if v6 { wire::fragment_ipv6(&whole, mtu) } else { wire::fragment_ipv4(&whole, mtu) }
+            if v6 {
+                wire::fragment_ipv6(&whole, mtu)
+            } else {
+                wire::fragment_ipv4(&whole, mtu)
+            }
         };
         let fragmented = frames.len() > 1;
         if fragmented {
