@@ -267,25 +267,12 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
 
     /// Called only when the shard is full (so every slot is occupied).
     fn pick_victim(&mut self, now: Time) -> usize {
-        let n = self.slots.len();
-        let mut best = self.hand % n;
-        let mut best_deadline = None;
-        for step in 0..EVICTION_WINDOW.min(n) {
-            let slot = (self.hand + step) % n;
-            if let Some((_, v)) = &self.slots[slot] {
-                if v.is_expired(now) {
-                    best = slot;
-                    break;
-                }
-                let d = v.deadline();
-                if best_deadline.is_none_or(|b: Time| b.is_after(d)) {
-                    best = slot;
-                    best_deadline = Some(d);
-                }
-            }
-        }
-        self.hand = (best + 1) % n;
-        best
+        let slots = &self.slots;
+        pick_victim(&mut self.hand, slots.len(), |slot| {
+            slots[slot]
+                .as_ref()
+                .map(|(_, v)| (v.deadline(), v.is_expired(now)))
+        })
     }
 
     fn sweep(
@@ -309,6 +296,35 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
         }
         removed
     }
+}
+
+/// The eviction policy shared by every bounded table: scan [`EVICTION_WINDOW`] slots
+/// from the clock `hand` (of `n` slots); take the first expired entry, else the one with
+/// the earliest deadline; advance the hand past the victim. `entry(slot)` gives a
+/// slot's (deadline, expired) or `None` for a free slot.
+pub(crate) fn pick_victim(
+    hand: &mut usize,
+    n: usize,
+    entry: impl Fn(usize) -> Option<(Time, bool)>,
+) -> usize {
+    let mut best = *hand % n;
+    let mut best_deadline: Option<Time> = None;
+    for step in 0..EVICTION_WINDOW.min(n) {
+        let slot = (*hand + step) % n;
+        let Some((deadline, expired)) = entry(slot) else {
+            continue;
+        };
+        if expired {
+            best = slot;
+            break;
+        }
+        if best_deadline.is_none_or(|b| b.is_after(deadline)) {
+            best = slot;
+            best_deadline = Some(deadline);
+        }
+    }
+    *hand = (best + 1) % n;
+    best
 }
 
 #[cfg(test)]

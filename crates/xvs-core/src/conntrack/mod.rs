@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 
 use crate::addr::AddrBytes;
 use crate::service::DestId;
-use crate::table::{EVICTION_WINDOW, Inserted, TableHasher, lock, shard_layout, shard_of};
+use crate::table::{Inserted, TableHasher, lock, pick_victim, shard_layout, shard_of};
 use crate::time::Time;
 pub use state::{ConnState, TcpFlags, Timeouts, tcp_next};
 
@@ -502,23 +502,11 @@ impl Shard {
 
     /// Only called when the shard is full (every slot used).
     fn pick_victim(&mut self, now: Time) -> usize {
-        let n = self.slots.len();
-        let mut best = self.hand % n;
-        let mut best_deadline: Option<Time> = None;
-        for step in 0..EVICTION_WINDOW.min(n) {
-            let slot = (self.hand + step) % n;
-            let d = self.slots[slot].expires;
-            if d.has_passed(now) {
-                best = slot;
-                break;
-            }
-            if best_deadline.is_none_or(|b| b.is_after(d)) {
-                best = slot;
-                best_deadline = Some(d);
-            }
-        }
-        self.hand = (best + 1) % n;
-        best
+        let slots = &self.slots;
+        pick_victim(&mut self.hand, slots.len(), |slot| {
+            let d = slots[slot].expires;
+            Some((d, d.has_passed(now)))
+        })
     }
 }
 

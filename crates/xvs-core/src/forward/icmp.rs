@@ -15,8 +15,6 @@
 //!
 //! Errors that match no connection are the kernel's business: `Pass`.
 
-use std::net::Ipv6Addr;
-
 use super::rewrite::{self, End, IpInfo};
 use super::{Cx, Parsed, Step, Verdict};
 use crate::addr::AddrBytes;
@@ -87,13 +85,8 @@ impl Cx<'_> {
                     rewrite::rewrite_end(frame, &inner, End::Dst, &c.vaddr, Some(c.vport), false);
                 }
             }
-            let (s, d) = (
-                rewrite::addr_range(&p.ip, End::Src),
-                rewrite::addr_range(&p.ip, End::Dst),
-            );
             if p.ip.v6 {
-                let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[s]).unwrap_or_default());
-                let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[d]).unwrap_or_default());
+                let (src, dst) = rewrite::addrs_v6(frame, &p.ip);
                 Icmpv6Packet::new_unchecked(&mut frame[at..at + len]).fill_checksum(&src, &dst);
             } else {
                 IcmpPacket::new_unchecked(&mut frame[at..at + len]).fill_checksum();

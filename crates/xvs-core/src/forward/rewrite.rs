@@ -77,6 +77,24 @@ fn l4_check_offset(protocol: u8) -> Option<usize> {
     }
 }
 
+/// The packet's (source, destination) IPv4 addresses.
+#[inline]
+pub(crate) fn addrs_v4(frame: &[u8], ip: &IpInfo) -> (Ipv4Addr, Ipv4Addr) {
+    let get = |r: std::ops::Range<usize>| {
+        Ipv4Addr::from(<[u8; 4]>::try_from(&frame[r]).unwrap_or_default())
+    };
+    (get(addr_range(ip, End::Src)), get(addr_range(ip, End::Dst)))
+}
+
+/// The packet's (source, destination) IPv6 addresses.
+#[inline]
+pub(crate) fn addrs_v6(frame: &[u8], ip: &IpInfo) -> (Ipv6Addr, Ipv6Addr) {
+    let get = |r: std::ops::Range<usize>| {
+        Ipv6Addr::from(<[u8; 16]>::try_from(&frame[r]).unwrap_or_default())
+    };
+    (get(addr_range(ip, End::Src)), get(addr_range(ip, End::Dst)))
+}
+
 /// True when the frame's TCP/UDP checksum is the partial (offload) form.
 #[inline]
 pub(crate) fn has_partial_checksum(frame: &[u8], ip: &IpInfo) -> bool {
@@ -87,14 +105,11 @@ pub(crate) fn has_partial_checksum(frame: &[u8], ip: &IpInfo) -> bool {
         return false;
     }
     let check = rd16(frame, ip.l4 + off);
-    let (s, d) = (addr_range(ip, End::Src), addr_range(ip, End::Dst));
     if ip.v6 {
-        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[s]).unwrap_or_default());
-        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[d]).unwrap_or_default());
+        let (src, dst) = addrs_v6(frame, ip);
         checksum::is_partial_v6(check, &src, &dst, ip.protocol, ip.l4_len as u32)
     } else {
-        let src = Ipv4Addr::from(<[u8; 4]>::try_from(&frame[s]).unwrap_or_default());
-        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&frame[d]).unwrap_or_default());
+        let (src, dst) = addrs_v4(frame, ip);
         checksum::is_partial_v4(check, src, dst, ip.protocol, ip.l4_len as u16)
     }
 }
@@ -104,15 +119,12 @@ pub(crate) fn complete_checksum(frame: &mut [u8], ip: &IpInfo) {
     let Some(off) = l4_check_offset(ip.protocol) else {
         return;
     };
-    let (s, d) = (addr_range(ip, End::Src), addr_range(ip, End::Dst));
     let l4 = &frame[ip.l4..ip.l4 + ip.l4_len];
     let check = if ip.v6 {
-        let src = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[s]).unwrap_or_default());
-        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&frame[d]).unwrap_or_default());
+        let (src, dst) = addrs_v6(frame, ip);
         checksum::tcp_udp_checksum_v6(&src, &dst, ip.protocol, l4)
     } else {
-        let src = Ipv4Addr::from(<[u8; 4]>::try_from(&frame[s]).unwrap_or_default());
-        let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&frame[d]).unwrap_or_default());
+        let (src, dst) = addrs_v4(frame, ip);
         checksum::tcp_udp_checksum_v4(src, dst, ip.protocol, l4)
     };
     wr16(frame, ip.l4 + off, check);
