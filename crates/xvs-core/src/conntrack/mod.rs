@@ -202,8 +202,9 @@ impl Conn {
         }
     }
 
+    /// True when `t` is this connection's tuple in direction `dir`.
     #[inline]
-    fn matches(&self, dir: Direction, t: &Tuple) -> bool {
+    pub fn matches(&self, dir: Direction, t: &Tuple) -> bool {
         let same = self.protocol == t.protocol && self.is_v6() == t.v6;
         same && match dir {
             Direction::Original => {

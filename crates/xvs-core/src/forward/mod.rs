@@ -21,6 +21,7 @@
 //! - NAT decrements the TTL / hop limit (it routes); DR does not (it bridges to the
 //!   real server, like IPVS).
 
+mod cache;
 mod icmp;
 pub mod rewrite;
 pub mod stats;
@@ -215,6 +216,7 @@ pub struct Director {
     shared: Arc<Shared>,
     snap: Arc<Snapshot>,
     stats: WorkerStats,
+    cache: cache::FlowCache,
 }
 
 /// A parsed frame: offsets into it and the fields the decision needs.
@@ -383,17 +385,21 @@ impl Director {
     /// A worker's engine over the shared tables and the current snapshot.
     pub fn new(shared: Arc<Shared>, snap: Arc<Snapshot>) -> Director {
         let stats = WorkerStats::new(shared.counters.len(), snap.rules.rule_count());
+        let cache = cache::FlowCache::new(0x0063_6163_6865);
         Director {
             shared,
             snap,
             stats,
+            cache,
         }
     }
 
-    /// Take a new snapshot (between batches). Sizes the per-rule counters.
+    /// Take a new snapshot (between batches). Sizes the per-rule counters and empties
+    /// the flow cache.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         self.stats.rule_hits.resize(snap.rules.rule_count(), 0);
         self.snap = snap;
+        self.cache.clear();
     }
 
     /// The snapshot in use.
@@ -448,6 +454,7 @@ impl Director {
         self.stats.rx_packets += 1;
         self.stats.rx_bytes += frame.len() as u64;
         let mut cx = Cx {
+            cache: &mut self.cache,
             shared: &self.shared,
             snap: &self.snap,
             stats: &mut self.stats,
@@ -466,6 +473,7 @@ impl Director {
 
 /// Everything one decision needs, borrowed for the frame.
 struct Cx<'a> {
+    cache: &'a mut cache::FlowCache,
     shared: &'a Shared,
     snap: &'a Snapshot,
     stats: &'a mut WorkerStats,
@@ -497,6 +505,10 @@ impl Cx<'_> {
         }
         let tuple = p.tuple();
         let now = self.now;
+        let steady = p.ip.protocol == UDP || !(p.tcp.syn || p.tcp.fin || p.tcp.rst);
+        if steady && let Some((conn, dir)) = self.cache.get(&tuple, now) {
+            return self.forward_conn(frame, &p, &conn, dir);
+        }
         let (shared, snap) = (self.shared, self.snap);
         let mut expired = None;
         let hit = shared.conns.lookup(
@@ -526,6 +538,9 @@ impl Cx<'_> {
         match hit {
             Some((conn, dir, old)) => {
                 shared.conn_changed(conn.dest, old, conn.state());
+                if steady {
+                    self.cache.put(&tuple, &conn, dir, now);
+                }
                 self.forward_conn(frame, &p, &conn, dir)
             }
             None => {

@@ -541,6 +541,16 @@ fn new_blocking_rules_cut_open_flows() {
     ))
     .build();
     assert_eq!(d.process(EXT, Time(1000), &mut syn), fwd(INT));
+    // Established and (so) in this worker's flow cache before the rules change.
+    for _ in 0..2 {
+        let mut est = from_client(FrameSpec::tcp(
+            sa("198.18.0.10:40000"),
+            sa("198.18.1.1:80"),
+            ACK,
+        ))
+        .build();
+        assert_eq!(d.process(EXT, Time(1000), &mut est), fwd(INT));
+    }
     let mut other = from_client(FrameSpec::tcp(
         sa("198.18.0.11:40000"),
         sa("198.18.1.1:80"),
@@ -590,7 +600,7 @@ fn new_blocking_rules_cut_open_flows() {
     );
     assert_eq!(
         d.shared().counters[10]
-            .inactive
+            .active
             .load(std::sync::atomic::Ordering::Relaxed),
         0,
         "counter released"
@@ -666,4 +676,49 @@ mod never_panics {
             }
         }
     }
+}
+
+#[test]
+fn cached_flows_keep_the_shared_entry_alive() {
+    let mut d = lab();
+    let t = |flags| {
+        from_client(FrameSpec::tcp(
+            sa("198.18.0.10:40000"),
+            sa("198.18.1.1:80"),
+            flags,
+        ))
+        .build()
+    };
+    assert_eq!(d.process(EXT, Time(0), &mut t(SYN)), fwd(INT));
+    assert_eq!(d.process(EXT, Time(0), &mut t(ACK)), fwd(INT));
+    // Steady packets every 400 ms for 20 minutes: longer than the 900 s established
+    // timeout, so the shared entry survives only if the cache keeps refreshing it.
+    let mut now = Time(0);
+    for _ in 0..3000 {
+        now = now.after_ms(400);
+        assert_eq!(d.process(EXT, now, &mut t(ACK)), fwd(INT));
+        d.maintain(now, 64);
+    }
+    let mut expires = None;
+    d.shared().conns.for_each(|c| expires = Some(c.expires));
+    let expires = expires.expect("connection still tracked");
+    assert!(
+        expires.remaining_ms(now) > 899_000,
+        "refreshed within the last second"
+    );
+    // A FIN bypasses the cache and moves the state on.
+    assert_eq!(
+        d.process(EXT, now, &mut t(ACK | crate::wire::tcp_flags::FIN)),
+        fwd(INT)
+    );
+    let mut state = None;
+    d.shared().conns.for_each(|c| state = Some(c.state()));
+    assert_eq!(state, Some(crate::conntrack::ConnState::FinWait));
+    assert_eq!(
+        d.shared().counters[10]
+            .active
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(d.stats().dests[10].in_packets, 3003);
 }
