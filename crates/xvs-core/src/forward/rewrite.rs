@@ -164,10 +164,17 @@ pub(crate) fn rewrite_end(
 ) {
     let range = addr_range(ip, end);
     let width = range.len();
-    // Compare and swap as integers (no memcmp / memmove for 4- or 16-byte fields).
+    // Old and new addresses as fixed-size arrays (no variable-length copies: those
+    // cost a memcmp / a store-forwarding stall per packet).
     let mut old = [0u8; 16];
-    old[..width].copy_from_slice(&frame[range.clone()]);
-    let addr_changed = u128::from_ne_bytes(old) != u128::from_ne_bytes(mask_width(addr, width));
+    let addr_changed = if ip.v6 {
+        old = <[u8; 16]>::try_from(&frame[range.clone()]).unwrap_or_default();
+        old != *addr
+    } else {
+        let o = <[u8; 4]>::try_from(&frame[range.clone()]).unwrap_or_default();
+        old[..4].copy_from_slice(&o);
+        o != addr[..4]
+    };
     let new = &addr[..width];
     if addr_changed {
         frame[range].copy_from_slice(new);
@@ -210,14 +217,6 @@ pub(crate) fn rewrite_end(
         c = 0xffff;
     }
     wr16(frame, at, c);
-}
-
-/// `addr` with the bytes past `width` cleared (IPv4 uses the first four).
-#[inline]
-fn mask_width(addr: &AddrBytes, width: usize) -> [u8; 16] {
-    let mut a = *addr;
-    a[width..].fill(0);
-    a
 }
 
 /// Set the Ethernet source and destination MACs.
