@@ -1,0 +1,18 @@
+//! # xvs-io — the I/O layer of the xvs load-balancing director
+//!
+//! Everything that talks to the kernel lives here: today the XDP steering
+//! program and its BPF maps ([`steer`]); AF_XDP rings, the AF_PACKET fallback and
+//! worker pinning follow.
+//!
+//! Invariants:
+//! - all `unsafe` lives in [`sys`] (the rest of the crate is `deny(unsafe_code)`);
+//!   every `unsafe` block there names each precondition in a `// SAFETY:` comment;
+//! - kernel objects (maps, programs) are owned file descriptors, released on drop;
+//! - this crate does not depend on `xvs-core` (only its tests do, for frames).
+
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod steer;
+#[allow(unsafe_code)]
+pub mod sys;
