@@ -1,5 +1,4 @@
 use super::*;
-use crate::sched::SchedKind;
 
 pub(crate) fn rs(id: u32, addr: &str, weight: u32) -> RealServer {
     RealServer {
@@ -16,21 +15,7 @@ pub(crate) fn rs(id: u32, addr: &str, weight: u32) -> RealServer {
 }
 
 pub(crate) fn spec(name: &str, key: ServiceKey, servers: Vec<RealServer>) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        stable_id: 1,
-        key,
-        sched: SchedConfig {
-            kind: SchedKind::Rr,
-            ..SchedConfig::default()
-        },
-        persistence: None,
-        timeouts: Timeouts::default(),
-        sloppy_tcp: false,
-        servers,
-        sorry: None,
-        quorum_lost: false,
-    }
+    crate::lab::service(name, 1, key, servers)
 }
 
 fn tuple_key(addr: &str, port: u16) -> ServiceKey {
