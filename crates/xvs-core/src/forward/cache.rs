@@ -11,7 +11,9 @@
 //!   shared expiry (so a flow in the cache can never time out in the shared table,
 //!   whose shortest timeout is far longer) and re-fills the cache;
 //! - the cache is emptied whenever the worker takes a new snapshot, so a reload, a
-//!   drain or new blocking rules (with [`super::Shared::purge_blocked`]) are seen at once.
+//!   drain or new blocking rules (with [`super::Shared::purge_blocked`]) are seen at once;
+//!   a connection evicted from the shared table under pressure (or removed without a
+//!   snapshot swap) may still be served from a cache for at most [`REFRESH_MS`].
 
 use std::hash::BuildHasher;
 
