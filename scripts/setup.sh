@@ -11,3 +11,16 @@ for comp in rustfmt clippy; do
     rustup component add "$comp"
   fi
 done
+
+# Privileged tests build namespace labs with iproute2 (`ip`) and drop capabilities with
+# util-linux's `setpriv`; install them when missing (Debian package names).
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    echo "setup: missing ${missing[*]} (install as root); privileged tests will skip or fail" >&2
+  fi
+fi

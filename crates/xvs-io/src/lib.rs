@@ -1,8 +1,9 @@
 //! # xvs-io — the I/O layer of the xvs load-balancing director
 //!
-//! Everything that talks to the kernel lives here: today the XDP steering
-//! program and its BPF maps ([`steer`]); AF_XDP rings, the AF_PACKET fallback and
-//! worker pinning follow.
+//! Everything that talks to the kernel lives here: the XDP steering program and
+//! its BPF maps ([`steer`]) and AF_XDP ports on our own rings ([`xsk`], over
+//! [`sys::xsk`]); the AF_PACKET fallback (seeded by [`sys::packet`]) and worker
+//! pinning follow.
 //!
 //! Invariants:
 //! - all `unsafe` lives in [`sys`] (the rest of the crate is `deny(unsafe_code)`);
@@ -16,3 +17,4 @@
 pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod xsk;

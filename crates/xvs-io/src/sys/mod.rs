@@ -5,6 +5,8 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment naming each precondition.
 
 pub mod bpf;
+pub mod packet;
+pub mod xsk;
 
 use std::ffi::CString;
 use std::io;
