@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use xvs_benches::{ack, client, scramble, syn, syn_persistent};
-use xvs_core::lab::{EXT, INT, lab_with, mac_of};
+use xvs_core::lab::{EXT, INT, INT_MAC, lab_with, mac_of};
 use xvs_core::time::Time;
 use xvs_core::wire::build::FrameSpec;
 use xvs_core::wire::tcp_flags::{ACK, SYN};
@@ -42,21 +42,22 @@ fn process(c: &mut Criterion) {
     let originals: Vec<Vec<u8>> = picks.iter().map(|&i| ack(i)).collect();
     let replies: Vec<Vec<u8>> = picks
         .iter()
-        .map(|&i| {
-            let mut f = originals[picks.iter().position(|&p| p == i).unwrap()].clone();
+        .zip(&originals)
+        .map(|(&i, original)| {
+            let mut f = original.clone();
             d.process(EXT, NOW, &mut f);
             // The server answers from the address the director chose.
             let rs = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
             FrameSpec::tcp(format!("{rs}:8080").parse().unwrap(), client(i), ACK)
-                .with_macs(mac_of(u32::from(f[33])), [2, 0, 0, 0, 1, 1])
+                .with_macs(mac_of(u32::from(f[33])), INT_MAC)
                 .build()
         })
         .collect();
     let dr: Vec<Vec<u8>> = (0..1024u32)
         .map(|i| {
-            let f = FrameSpec::tcp(client(LIVE + i), "198.18.1.2:80".parse().unwrap(), SYN).build();
-            let mut g = f.clone();
-            d.process(EXT, NOW, &mut g);
+            let mut f =
+                FrameSpec::tcp(client(LIVE + i), "198.18.1.2:80".parse().unwrap(), SYN).build();
+            d.process(EXT, NOW, &mut f);
             FrameSpec::tcp(client(LIVE + i), "198.18.1.2:80".parse().unwrap(), ACK).build()
         })
         .collect();

@@ -69,10 +69,7 @@ impl Cx<'_> {
         else {
             return Ok(Verdict::Pass);
         };
-        let hop = match dir {
-            Direction::Original => self.dest_hop(c.dest)?,
-            Direction::Reply => self.route(&c.client, c.is_v6())?,
-        };
+        let hop = self.hop(dir, c.dest, &c.client, c.is_v6())?;
         if c.is_nat() {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             match dir {

@@ -28,6 +28,8 @@ pub mod stats;
 pub mod verdict;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{AddrBytes, from_bytes, to_bytes};
 use crate::classify::{Action, Classifier, IfaceId, PacketMeta};
@@ -132,59 +134,78 @@ impl Shared {
         }
     }
 
-    fn counter(&self, d: DestId) -> Option<&DestCounters> {
-        self.counters.get(d.0 as usize)
+    /// The live count (active or inactive, by `state`) of `dest`.
+    fn count_of(&self, dest: DestId, state: ConnState) -> Option<&AtomicU32> {
+        let c = self.counters.get(dest.0 as usize)?;
+        Some(if state.is_active() {
+            &c.active
+        } else {
+            &c.inactive
+        })
     }
 
     /// Count a new connection in `state` for `dest`.
     fn conn_added(&self, dest: DestId, state: ConnState) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if let Some(c) = self.counter(dest) {
-            let n = if state.is_active() {
-                &c.active
-            } else {
-                &c.inactive
-            };
+        if let Some(n) = self.count_of(dest, state) {
             n.fetch_add(1, Relaxed);
         }
     }
 
     /// Move a connection between active and inactive when its state class changes.
     fn conn_changed(&self, dest: DestId, old: ConnState, new: ConnState) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if old.is_active() == new.is_active() {
-            return;
+        if old.is_active() != new.is_active() {
+            self.conn_removed(dest, old);
+            self.conn_added(dest, new);
         }
-        if let Some(c) = self.counter(dest) {
-            let (from, to) = if new.is_active() {
-                (&c.inactive, &c.active)
-            } else {
-                (&c.active, &c.inactive)
-            };
-            let _ = from.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
-            to.fetch_add(1, Relaxed);
+    }
+
+    /// Uncount a connection in `state` (never below zero).
+    fn conn_removed(&self, dest: DestId, state: ConnState) {
+        if let Some(n) = self.count_of(dest, state) {
+            let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
         }
     }
 
     /// Account for a connection that left the table (expired, evicted, flushed):
     /// its counter and the persistence template it held.
     pub fn conn_gone(&self, services: &ServiceTable, c: &Conn) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if let Some(k) = self.counter(c.dest) {
-            let n = if c.state().is_active() {
-                &k.active
-            } else {
-                &k.inactive
-            };
-            let _ = n.fetch_update(Relaxed, Relaxed, |v| v.checked_sub(1));
+        self.conn_removed(c.dest, c.state());
+        if c.is_persistent() {
+            self.release_template(services, c);
         }
-        if c.is_persistent()
-            && let Some((s, _)) = services.dest(c.dest)
+    }
+
+    /// Release the persistence template reference `c` took.
+    fn release_template(&self, services: &ServiceTable, c: &Conn) {
+        if let Some((s, _)) = services.dest(c.dest)
             && let Some(p) = s.persistence
         {
             self.persist
                 .release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
         }
+    }
+
+    /// Remove every connection whose client tuple or (NAT) reply tuple the rules of
+    /// `snap` would drop on any of the director's interfaces (control side, after
+    /// publishing a snapshot with new rules). Returns how many were removed.
+    pub fn purge_blocked(&self, snap: &Snapshot) -> usize {
+        let rules = &snap.rules;
+        if rules.is_empty() {
+            return 0;
+        }
+        let ifaces: Vec<IfaceId> = match snap.net.ifaces() {
+            [] => vec![IfaceId(0)],
+            list => list.iter().map(|i| i.id).collect(),
+        };
+        let dropped = |t: &Tuple| {
+            ifaces
+                .iter()
+                .any(|&iface| rules.classify(&rule_meta(t, true, iface)).action == Action::Drop)
+        };
+        self.conns.retain(
+            |c| !(dropped(&c.original_tuple()) || c.is_nat() && dropped(&c.reply_tuple())),
+            |c| self.conn_gone(&snap.services, c),
+        )
     }
 }
 
@@ -256,6 +277,17 @@ impl Parsed {
             protocol: self.ip.protocol,
             v6: self.ip.v6,
         })
+    }
+}
+
+/// What the mark rules see of a packet with tuple `t` (ports only when it has them).
+fn rule_meta(t: &Tuple, has_ports: bool, iface: IfaceId) -> PacketMeta {
+    PacketMeta {
+        src: from_bytes(&t.src, t.v6),
+        dst: from_bytes(&t.dst, t.v6),
+        protocol: t.protocol,
+        ports: has_ports.then_some((t.sport, t.dport)),
+        iface,
     }
 }
 
@@ -557,14 +589,7 @@ impl Cx<'_> {
         if rules.is_empty() {
             return Ok(0);
         }
-        let meta = PacketMeta {
-            src: from_bytes(&p.src, p.ip.v6),
-            dst: from_bytes(&p.dst, p.ip.v6),
-            protocol: p.ip.protocol,
-            ports: p.ip.has_l4.then_some((p.sport, p.dport)),
-            iface,
-        };
-        let d = rules.classify(&meta);
+        let d = rules.classify(&rule_meta(&p.tuple(), p.ip.has_l4, iface));
         if let Some(hits) = d
             .rule
             .and_then(|r| self.stats.rule_hits.get_mut(r as usize))
@@ -672,7 +697,7 @@ impl Cx<'_> {
             InsertOutcome::Existing(c) => {
                 // Another worker placed this flow first: follow its choice.
                 if persistent {
-                    shared.conn_gone_template_only(&snap.services, &conn);
+                    shared.release_template(&snap.services, &conn);
                 }
                 conn = c;
             }
@@ -691,10 +716,7 @@ impl Cx<'_> {
         c: &Conn,
         dir: Direction,
     ) -> Step<Verdict> {
-        let hop = match dir {
-            Direction::Original => self.dest_hop(c.dest)?,
-            Direction::Reply => self.route(&c.client, c.is_v6())?,
-        };
+        let hop = self.hop(dir, c.dest, &c.client, c.is_v6())?;
         if c.is_nat() {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             let partial = rewrite::has_partial_checksum(frame, &p.ip);
@@ -752,10 +774,7 @@ impl Cx<'_> {
         let Some(r) = route else {
             return Err(Verdict::Drop(DropReason::UnknownFragment));
         };
-        let hop = match r.direction {
-            Direction::Original => self.dest_hop(r.dest)?,
-            Direction::Reply => self.route(&p.dst, p.ip.v6)?,
-        };
+        let hop = self.hop(r.direction, r.dest, &p.dst, p.ip.v6)?;
         if r.nat {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             let end = if r.direction == Direction::Original {
@@ -768,6 +787,15 @@ impl Cx<'_> {
         rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
         self.stats.fragments_forwarded += 1;
         Ok(Verdict::Forward { iface: hop.iface })
+    }
+
+    /// Where a packet travelling `dir` on a connection goes: to the real server
+    /// `dest`, or back to the client.
+    fn hop(&mut self, dir: Direction, dest: DestId, client: &AddrBytes, v6: bool) -> Step<NextHop> {
+        match dir {
+            Direction::Original => self.dest_hop(dest),
+            Direction::Reply => self.route(client, v6),
+        }
     }
 
     /// The next hop of a real server.
@@ -794,48 +822,6 @@ impl Cx<'_> {
                 Verdict::Drop(DropReason::NeighbourUnresolved)
             }
         })
-    }
-}
-
-impl Shared {
-    /// Remove every connection whose client tuple or (NAT) reply tuple the rules of
-    /// `snap` would drop on any of the director's interfaces (control side, after
-    /// publishing a snapshot with new rules). Returns how many were removed.
-    pub fn purge_blocked(&self, snap: &Snapshot) -> usize {
-        let rules = &snap.rules;
-        if rules.is_empty() {
-            return 0;
-        }
-        let ifaces: Vec<IfaceId> = match snap.net.ifaces() {
-            [] => vec![IfaceId(0)],
-            list => list.iter().map(|i| i.id).collect(),
-        };
-        let dropped = |t: &Tuple| {
-            ifaces.iter().any(|&iface| {
-                let meta = PacketMeta {
-                    src: from_bytes(&t.src, t.v6),
-                    dst: from_bytes(&t.dst, t.v6),
-                    protocol: t.protocol,
-                    ports: Some((t.sport, t.dport)),
-                    iface,
-                };
-                rules.classify(&meta).action == Action::Drop
-            })
-        };
-        self.conns.retain(
-            |c| !(dropped(&c.original_tuple()) || c.is_nat() && dropped(&c.reply_tuple())),
-            |c| self.conn_gone(&snap.services, c),
-        )
-    }
-
-    /// Release only the template reference a never-stored connection took.
-    fn conn_gone_template_only(&self, services: &ServiceTable, c: &Conn) {
-        if let Some((s, _)) = services.dest(c.dest)
-            && let Some(p) = s.persistence
-        {
-            self.persist
-                .release(&PersistKey::new(s.scope, &c.client, c.is_v6(), p.prefix));
-        }
     }
 }
 

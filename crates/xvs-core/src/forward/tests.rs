@@ -568,12 +568,9 @@ fn new_blocking_rules_cut_open_flows() {
         },
     );
     let snap = Arc::new(Snapshot {
+        services: ServiceTable::build(&lab_specs()).unwrap(),
         rules: crate::classify::Classifier::compile(&rules).unwrap(),
-        ..Snapshot {
-            services: ServiceTable::build(&lab_specs()).unwrap(),
-            net: lab_net(),
-            ..Snapshot::default()
-        }
+        net: lab_net(),
     });
     assert_eq!(d.shared().purge_blocked(&snap), 1);
     d.set_snapshot(snap);
