@@ -2,8 +2,9 @@
 //!
 //! Everything that talks to the kernel lives here: the XDP steering program and
 //! its BPF maps ([`steer`]) and AF_XDP ports on our own rings ([`xsk`], over
-//! [`sys::xsk`]); the AF_PACKET fallback (seeded by [`sys::packet`]) and worker
-//! pinning follow.
+//! [`sys::xsk`]); the kernel's links, routes and neighbours over rtnetlink, and
+//! neighbour resolution, for the control thread ([`netlink`]); the AF_PACKET
+//! fallback (seeded by [`sys::packet`]) and worker pinning follow.
 //!
 //! Invariants:
 //! - all `unsafe` lives in [`sys`] (the rest of the crate is `deny(unsafe_code)`);
@@ -14,6 +15,7 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod netlink;
 pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -5,7 +5,10 @@
 //!
 //! - Ethernet, optionally one 802.1Q tag, then IPv4 or IPv6 (fixed header only);
 //! - if the **destination** address is a VIP, or the **source** address is a real
-//!   server (NAT replies): `return bpf_redirect_map(&xsks, ctx->rx_queue_index, FALLBACK)`;
+//!   server (NAT replies) and the destination is neither multicast / broadcast /
+//!   link-local nor one of the director's own addresses (so health-check answers
+//!   and neighbour discovery from real servers stay with the kernel):
+//!   `return bpf_redirect_map(&xsks, ctx->rx_queue_index, FALLBACK)`;
 //! - everything else (ARP, ND, SSH, health checks, VRRP, truncated frames): `XDP_PASS`.
 //!
 //! The program is carried as instructions, written with a tiny assembler
@@ -19,6 +22,7 @@
 //! |---|---|---|---|
 //! | `xvs_vip4` / `xvs_vip6` | hash | IPv4 (4 bytes) / IPv6 (16 bytes) address, network order | `u32` 1 (unused) |
 //! | `xvs_rs4` / `xvs_rs6` | hash | real server address, as above | `u32` 1 (unused) |
+//! | `xvs_local4` / `xvs_local6` | hash | the director's own addresses, as above | `u32` 1 (unused) |
 //! | `xvs_xsks` | XSKMAP | `u32` rx queue index | AF_XDP socket fd |
 //!
 //! Separate maps per family let the program pass a pointer *into the packet* as
@@ -104,6 +108,7 @@ mod op {
     pub const JA: u8 = 0x00;
     pub const JEQ: u8 = 0x10;
     pub const JGT: u8 = 0x20;
+    pub const JGE: u8 = 0x30;
     pub const JNE: u8 = 0x50;
     pub const CALL: u8 = 0x80;
     pub const EXIT: u8 = 0x90;
@@ -184,6 +189,11 @@ impl Insn {
     /// `if dst != imm goto +off`.
     pub const fn jne_imm(dst: Reg, imm: i32, off: i16) -> Self {
         Self::new(op::JMP | op::JNE | op::K, dst, 0, off, imm)
+    }
+
+    /// `if dst >= imm goto +off` (unsigned).
+    pub const fn jge_imm(dst: Reg, imm: i32, off: i16) -> Self {
+        Self::new(op::JMP | op::JGE | op::K, dst, 0, off, imm)
     }
 
     /// `if dst > src goto +off` (unsigned).
@@ -365,6 +375,10 @@ pub struct ProgramMaps {
     pub rs4: i32,
     /// IPv6 real servers (key: 16 bytes).
     pub rs6: i32,
+    /// The director's own IPv4 addresses (key: 4 bytes).
+    pub local4: i32,
+    /// The director's own IPv6 addresses (key: 16 bytes).
+    pub local6: i32,
     /// XSKMAP (key: rx queue index).
     pub xsks: i32,
 }
@@ -426,10 +440,10 @@ pub fn program(maps: ProgramMaps, fallback: Fallback) -> Vec<Insn> {
 
     // --- IPv4: src at L3+12, dst at L3+16 ------------------------------------
     a.label(L::Ipv4);
-    family(&mut a, IPV4_HLEN, 12, 16, maps.vip4, maps.rs4);
+    family(&mut a, Family::V4, maps.vip4, maps.local4, maps.rs4);
     // --- IPv6: src at L3+8, dst at L3+24 -------------------------------------
     a.label(L::Ipv6);
-    family(&mut a, IPV6_HLEN, 8, 24, maps.vip6, maps.rs6);
+    family(&mut a, Family::V6, maps.vip6, maps.local6, maps.rs6);
 
     // --- to userspace -------------------------------------------------------
     a.label(L::Redirect);
@@ -449,10 +463,24 @@ pub fn program(maps: ProgramMaps, fallback: Fallback) -> Vec<Insn> {
     a.finish()
 }
 
-/// One address family: bounds-check the fixed header, look the destination up
-/// in `vips` and the source in `real_servers`; a hit jumps to Redirect, a miss
-/// to Pass. On entry r2 = frame start (+ tag), r3 = data_end.
-fn family(a: &mut Asm<L>, hlen: i32, src_off: i32, dst_off: i32, vips: i32, real_servers: i32) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// One address family: bounds-check the fixed header; a destination in `vips`
+/// goes to userspace; a multicast / broadcast (IPv4 ≥ 224.0.0.0, IPv6 ff00::/8)
+/// or link-local (fe80::/10, by its first byte) destination, or one of the
+/// director's own addresses (`locals`: health-check answers, ND, SSH from a real
+/// server) goes to the kernel; otherwise a source in `real_servers` (a NAT reply)
+/// goes to userspace and everything else to the kernel. On entry r2 = frame
+/// start (+ tag), r3 = data_end.
+fn family(a: &mut Asm<L>, family: Family, vips: i32, locals: i32, real_servers: i32) {
+    let (hlen, src_off, dst_off) = match family {
+        Family::V4 => (IPV4_HLEN, 12, 16),
+        Family::V6 => (IPV6_HLEN, 8, 24),
+    };
     a.emit([
         Insn::mov64_reg(R4, R2),              // r4 = frame start (+ tag)
         Insn::add64_imm(R4, ETH_HLEN + hlen), // r4 = end of the fixed IP header
@@ -470,13 +498,26 @@ fn family(a: &mut Asm<L>, hlen: i32, src_off: i32, dst_off: i32, vips: i32, real
         Insn::call(helper::MAP_LOOKUP_ELEM), // r0 = bpf_map_lookup_elem(&vips, &ip.dst)
     ])
     .jump(Insn::jne_imm(R0, 0, 0), L::Redirect) // to a VIP: userspace
-    .emit(Insn::ld_map_fd(R1, real_servers)) // r1 = &real_servers
-    .emit([
-        Insn::mov64_reg(R2, R8),             // r2 = key: the packet's source address
-        Insn::call(helper::MAP_LOOKUP_ELEM), // r0 = bpf_map_lookup_elem(&real_servers, &ip.src)
-    ])
-    .jump(Insn::jne_imm(R0, 0, 0), L::Redirect) // a reply from a real server: userspace
-    .jump(Insn::ja(0), L::Pass); // anything else: the kernel
+    .emit([Insn::ldx_b(R4, R7, 0)]); // r4 = first byte of ip.dst (inside the checked header)
+    match family {
+        Family::V4 => a.jump(Insn::jge_imm(R4, 0xe0, 0), L::Pass), // multicast, class E, broadcast
+        Family::V6 => a
+            .jump(Insn::jeq_imm(R4, 0xff, 0), L::Pass) // multicast (ND solicitations)
+            .jump(Insn::jeq_imm(R4, 0xfe, 0), L::Pass), // link-local (ND answers)
+    };
+    a.emit(Insn::ld_map_fd(R1, locals)) // r1 = &locals
+        .emit([
+            Insn::mov64_reg(R2, R7), // r2 = key: the packet's destination address
+            Insn::call(helper::MAP_LOOKUP_ELEM), // r0 = bpf_map_lookup_elem(&locals, &ip.dst)
+        ])
+        .jump(Insn::jne_imm(R0, 0, 0), L::Pass) // to the director itself: the kernel
+        .emit(Insn::ld_map_fd(R1, real_servers)) // r1 = &real_servers
+        .emit([
+            Insn::mov64_reg(R2, R8),             // r2 = key: the packet's source address
+            Insn::call(helper::MAP_LOOKUP_ELEM), // r0 = bpf_map_lookup_elem(&real_servers, &ip.src)
+        ])
+        .jump(Insn::jne_imm(R0, 0, 0), L::Redirect) // a reply from a real server: userspace
+        .jump(Insn::ja(0), L::Pass); // anything else: the kernel
 }
 
 // ---------------------------------------------------------------------------
@@ -562,6 +603,8 @@ pub struct SteeringProgram {
     vip6: Map,
     rs4: Map,
     rs6: Map,
+    local4: Map,
+    local6: Map,
     xsks: Map,
     insn_count: usize,
     verifier_stats: String,
@@ -603,12 +646,16 @@ impl SteeringProgram {
         let vip6 = create("xvs_vip6", MapType::Hash, 16, v, opts.max_vips)?;
         let rs4 = create("xvs_rs4", MapType::Hash, 4, v, opts.max_real_servers)?;
         let rs6 = create("xvs_rs6", MapType::Hash, 16, v, opts.max_real_servers)?;
+        let local4 = create("xvs_local4", MapType::Hash, 4, v, opts.max_vips)?;
+        let local6 = create("xvs_local6", MapType::Hash, 16, v, opts.max_vips)?;
         let xsks = create("xvs_xsks", MapType::XskMap, 4, 4, opts.max_queues)?;
         let maps = ProgramMaps {
             vip4: vip4.fd().raw(),
             vip6: vip6.fd().raw(),
             rs4: rs4.fd().raw(),
             rs6: rs6.fd().raw(),
+            local4: local4.fd().raw(),
+            local6: local6.fd().raw(),
             xsks: xsks.fd().raw(),
         };
         let insns = program(maps, opts.fallback);
@@ -619,6 +666,8 @@ impl SteeringProgram {
             vip6,
             rs4,
             rs6,
+            local4,
+            local6,
             xsks,
             insn_count: insns.len(),
             verifier_stats: loaded.verifier_stats,
@@ -643,6 +692,13 @@ impl SteeringProgram {
         match addr {
             IpAddr::V4(_) => ("xvs_rs4", &self.rs4),
             IpAddr::V6(_) => ("xvs_rs6", &self.rs6),
+        }
+    }
+
+    fn local_map(&self, addr: &IpAddr) -> (&'static str, &Map) {
+        match addr {
+            IpAddr::V4(_) => ("xvs_local4", &self.local4),
+            IpAddr::V6(_) => ("xvs_local6", &self.local6),
         }
     }
 
@@ -673,6 +729,17 @@ impl SteeringProgram {
     /// Stops steering frames from `addr`; `Ok(false)` if it was not there.
     pub fn remove_real_server(&self, addr: IpAddr) -> Result<bool, SteerError> {
         Self::remove(self.rs_map(&addr), &addr)
+    }
+
+    /// Keeps frames to `addr` (one of the director's own addresses) with the
+    /// kernel even when they come from a real server.
+    pub fn add_local(&self, addr: IpAddr) -> Result<(), SteerError> {
+        Self::insert(self.local_map(&addr), &addr)
+    }
+
+    /// Undoes [`SteeringProgram::add_local`]; false if `addr` was not there.
+    pub fn remove_local(&self, addr: IpAddr) -> Result<bool, SteerError> {
+        Self::remove(self.local_map(&addr), &addr)
     }
 
     /// Binds rx queue `queue` to the AF_XDP socket `xsk`.
@@ -786,10 +853,12 @@ mod tests {
             vip6: 4,
             rs4: 5,
             rs6: 6,
+            local4: 8,
+            local6: 9,
             xsks: 7,
         };
         let p = program(maps, Fallback::Pass);
-        assert!(p.len() < 80, "{} instructions", p.len());
+        assert!(p.len() < 100, "{} instructions", p.len());
         assert_eq!(p.last(), Some(&Insn::exit()));
     }
 }

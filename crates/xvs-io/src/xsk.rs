@@ -139,3 +139,135 @@ impl Port {
         Ok(())
     }
 }
+
+/// Where a frame received by a [`PortSet`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Back to the fill ring of the port that received it.
+    Drop,
+    /// Out of port `n` of the set (in place when `n` is the receiving port,
+    /// else copied into a free frame of port `n`).
+    Out(usize),
+}
+
+/// Counters of a [`PortSet`], cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx: u64,
+    /// Frames put on a tx ring (or its pending queue).
+    pub tx: u64,
+    /// Frames that could not be sent: no free frame on the out port, or an
+    /// out port outside the set.
+    pub tx_dropped: u64,
+}
+
+/// One worker's ports, one per interface (index = the core's `IfaceId`), each
+/// on the same queue number. Forwarding between ports copies the frame into the
+/// out port's UMEM (each port has its own; copy mode copies anyway).
+#[derive(Debug)]
+pub struct PortSet {
+    ports: Vec<Port>,
+    batch: Vec<UmemFrame>,
+    stats: PortStats,
+}
+
+impl PortSet {
+    /// A set over `ports`; port `i` is interface `i` of the decision engine.
+    pub fn new(ports: Vec<Port>) -> Self {
+        PortSet {
+            ports,
+            batch: Vec::with_capacity(256),
+            stats: PortStats::default(),
+        }
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    /// Receives up to `max` frames from each port, asks `decide(port, frame)`
+    /// (which may rewrite the frame in place) where each goes, sends them, reaps
+    /// completions and refills. Returns how many frames were received.
+    pub fn poll<F>(&mut self, max: usize, mut decide: F) -> Result<usize, XskError>
+    where
+        F: FnMut(usize, &mut [u8]) -> Fate,
+    {
+        let mut received = 0;
+        for i in 0..self.ports.len() {
+            let mut batch = std::mem::take(&mut self.batch);
+            received += self.ports[i].sock.rx(max, &mut batch);
+            for frame in batch.drain(..) {
+                match decide(i, self.ports[i].sock.data_mut(&frame)) {
+                    Fate::Out(j) if j == i => {
+                        self.stats.tx += 1;
+                        self.ports[i].pending_tx.push(frame);
+                    }
+                    Fate::Out(j) => {
+                        if self.copy_out(i, j, &frame) {
+                            self.stats.tx += 1;
+                        } else {
+                            self.stats.tx_dropped += 1;
+                        }
+                        self.ports[i].sock.recycle(frame);
+                    }
+                    Fate::Drop => self.ports[i].sock.recycle(frame),
+                }
+            }
+            self.batch = batch;
+        }
+        self.stats.rx += received as u64;
+        for port in &mut self.ports {
+            port.flush()?;
+        }
+        Ok(received)
+    }
+
+    /// Copies `frame` of port `from` into a free frame of port `to`, queued for
+    /// tx; false when `to` is not in the set or has no free frame.
+    fn copy_out(&mut self, from: usize, to: usize, frame: &UmemFrame) -> bool {
+        let Ok([src, dst]) = self.ports.get_disjoint_mut([from, to]) else {
+            return false;
+        };
+        let Some(mut out) = dst.sock.alloc().or_else(|| {
+            dst.sock.complete();
+            dst.sock.alloc()
+        }) else {
+            return false;
+        };
+        if dst.sock.write(&mut out, src.sock.data(frame)).is_err() {
+            dst.sock.recycle(out);
+            return false;
+        }
+        dst.pending_tx.push(out);
+        true
+    }
+
+    /// Waits up to `timeout_ms` for any port to have received frames.
+    pub fn wait(&self, timeout_ms: i32) -> Result<bool, XskError> {
+        crate::sys::xsk::poll_rx_any(self.ports.iter().map(|p| &p.sock), timeout_ms)
+    }
+
+    /// Kicks tx and reaps completions until nothing is in flight or `deadline`
+    /// passes (shutdown). Returns the frames still in flight.
+    pub fn drain_tx(&mut self, deadline: std::time::Instant) -> usize {
+        loop {
+            let mut in_flight = 0;
+            for port in &mut self.ports {
+                let _ = port.flush();
+                let _ = port.complete();
+                in_flight += port.tx_in_flight();
+            }
+            if in_flight == 0 || std::time::Instant::now() >= deadline {
+                return in_flight;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}

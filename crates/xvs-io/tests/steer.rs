@@ -44,6 +44,8 @@ const RS4: &str = "198.18.2.10";
 const RS6: &str = "2001:db8:2::10";
 const CLIENT4: &str = "198.18.0.10";
 const CLIENT6: &str = "2001:db8::10";
+const LOCAL4: &str = "198.18.2.1";
+const LOCAL6: &str = "2001:db8:2::1";
 
 fn load() -> SteeringProgram {
     let opts = SteeringOptions {
@@ -81,6 +83,8 @@ fn verdicts() {
         return;
     }
     let p = load();
+    p.add_local(ip(LOCAL4)).expect("local4");
+    p.add_local(ip(LOCAL6)).expect("local6");
     let _ = writeln!(
         std::io::stderr(),
         "steering program: {} instructions; verifier: {}",
@@ -176,6 +180,36 @@ fn verdicts() {
             PASS,
         ),
         ("bare Ethernet header", ipv4_to_vip[..14].to_vec(), PASS),
+        (
+            "IPv4 from a real server to the director itself (health check)",
+            tcp(RS4, LOCAL4).build(),
+            PASS,
+        ),
+        (
+            "IPv6 from a real server to the director itself",
+            tcp(RS6, LOCAL6).build(),
+            PASS,
+        ),
+        (
+            "IPv6 from a real server to a multicast group (ND solicitation)",
+            tcp(RS6, "ff02::1:ff00:1").build(),
+            PASS,
+        ),
+        (
+            "IPv6 from a real server to a link-local address (ND answer)",
+            tcp(RS6, "fe80::1").build(),
+            PASS,
+        ),
+        (
+            "IPv4 from a real server to a multicast group",
+            tcp(RS4, "224.0.0.18").build(),
+            PASS,
+        ),
+        (
+            "IPv4 from a real server to broadcast",
+            tcp(RS4, "255.255.255.255").build(),
+            PASS,
+        ),
     ];
     let mut failures = Vec::new();
     for (what, frame, want) in &cases {

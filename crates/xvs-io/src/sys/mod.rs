@@ -5,6 +5,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment naming each precondition.
 
 pub mod bpf;
+pub mod netlink;
 pub mod packet;
 pub mod xsk;
 
@@ -38,6 +39,22 @@ pub fn unshare_net_for_thread() -> io::Result<()> {
     // SAFETY: unshare(2) takes a flag word and touches no memory of ours;
     // CLONE_NEWNET affects only the calling thread's namespace set.
     let ret = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves the calling **thread** into the named network namespace
+/// (`/run/netns/NAME`, as created by `ip netns add`). For tests and labs: the
+/// thread's sockets then live in that namespace.
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(std::path::Path::new("/run/netns").join(name))?;
+    // SAFETY: `ns` is an open namespace file descriptor for the duration of the
+    // call; setns(2) touches no memory of ours and affects only this thread.
+    let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
     if ret == 0 {
         Ok(())
     } else {

@@ -788,6 +788,43 @@ impl XskSocket {
     }
 }
 
+/// Most sockets [`poll_rx_any`] waits on (the rest are not watched).
+pub const POLL_MAX: usize = 16;
+
+/// Waits up to `timeout_ms` for any of `socks` (the first [`POLL_MAX`]) to
+/// have received frames (poll(2) POLLIN); true if one has. No allocation.
+pub fn poll_rx_any<'a>(
+    socks: impl Iterator<Item = &'a XskSocket>,
+    timeout_ms: i32,
+) -> Result<bool, XskError> {
+    let idle = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut fds = [idle; POLL_MAX];
+    let mut n = 0;
+    for (slot, s) in fds.iter_mut().zip(socks) {
+        slot.fd = s.fd.as_raw_fd();
+        slot.events = libc::POLLIN;
+        n += 1;
+    }
+    // SAFETY: `fds[..n]` is a valid array of `n` pollfds, borrowed mutably for
+    // the call; their descriptors stay open while `socks` is borrowed.
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(XskError::Sys {
+            op: "poll(AF_XDP)",
+            source: e,
+        });
+    }
+    Ok(r > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
