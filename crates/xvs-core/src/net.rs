@@ -95,15 +95,20 @@ impl NetView {
         self.neighbours.get(&(to_bytes(ip), ip.is_ipv6())).copied()
     }
 
+    /// The longest-prefix route covering `ip`.
+    pub fn route(&self, ip: IpAddr) -> Option<&Route> {
+        self.routes.iter().find(|r| r.prefix.contains(&ip))
+    }
+
+    /// Routes, longest prefix first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
     /// Where a frame to `dst` goes.
     #[inline]
     pub fn next_hop(&self, dst: &AddrBytes, v6: bool) -> Result<NextHop, HopError> {
-        let ip = from_bytes(dst, v6);
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.prefix.contains(&ip))
-            .ok_or(HopError::NoRoute)?;
+        let route = self.route(from_bytes(dst, v6)).ok_or(HopError::NoRoute)?;
         let (hop, hop_v6) = match route.gateway {
             Some(gw) => (to_bytes(gw), gw.is_ipv6()),
             None => (*dst, v6),

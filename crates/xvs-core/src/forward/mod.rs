@@ -185,6 +185,27 @@ impl Shared {
         }
     }
 
+    /// Bounded housekeeping: expire up to `budget` slots per shard of each table
+    /// (connections gone update their server's counters and template). Returns
+    /// the number of entries removed.
+    pub fn maintain(&self, services: &ServiceTable, now: Time, budget: usize) -> usize {
+        self.conns
+            .sweep(now, budget, |c| self.conn_gone(services, c))
+            + self.persist.sweep(now, budget)
+            + self.frags.sweep(now, budget, |_, _| {})
+    }
+
+    /// The sweep budget per shard that visits every slot of every table once in
+    /// `passes` calls (e.g. 10 calls a second → each entry looked at every second).
+    pub fn budget_for(sizes: &TableSizes, passes: usize) -> usize {
+        let per_shard = sizes
+            .conns
+            .max(sizes.templates)
+            .div_ceil(sizes.shards.max(1));
+        // Connection shards carry index slack; round up generously.
+        (per_shard * 2).div_ceil(passes.max(1))
+    }
+
     /// Remove every connection whose client tuple or (NAT) reply tuple the rules of
     /// `snap` would drop on any of the director's interfaces (control side, after
     /// publishing a snapshot with new rules). Returns how many were removed.
@@ -458,12 +479,7 @@ impl Director {
     /// Bounded housekeeping between batches: expire up to `budget` slots per shard of
     /// each table. Returns the number of entries removed.
     pub fn maintain(&mut self, now: Time, budget: usize) -> usize {
-        let (shared, snap) = (&*self.shared, &*self.snap);
-        shared
-            .conns
-            .sweep(now, budget, |c| shared.conn_gone(&snap.services, c))
-            + shared.persist.sweep(now, budget)
-            + shared.frags.sweep(now, budget, |_, _| {})
+        self.shared.maintain(&self.snap.services, now, budget)
     }
 
     /// Decide a batch: `verdicts[i]` for `frames[i]` (frames rewritten in place).
@@ -717,12 +733,18 @@ impl Cx<'_> {
         dir: Direction,
     ) -> Step<Verdict> {
         let hop = self.hop(dir, c.dest, &c.client, c.is_v6())?;
-        if c.is_nat() {
-            rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
-            let partial = rewrite::has_partial_checksum(frame, &p.ip);
+        let partial = rewrite::has_partial_checksum(frame, &p.ip);
+        if partial {
+            self.stats.checksum_completed += 1;
+        }
+        if !c.is_nat() {
+            // DR leaves L3/L4 alone, but a partial checksum (veth/virtio tx
+            // offload of the sender) must not reach the wire as it is.
             if partial {
-                self.stats.checksum_completed += 1;
+                rewrite::complete_checksum(frame, &p.ip);
             }
+        } else {
+            rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             match dir {
                 Direction::Original => {
                     rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, Some(c.dport), partial)

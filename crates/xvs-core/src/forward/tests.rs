@@ -185,6 +185,20 @@ fn nat_ipv6_udp_dr_and_passes() {
                 output: Some(dr_out.build()),
             },
             Fixture {
+                description: "DR completes a partial checksum (sender's tx offload)",
+                input: from_client(
+                    FrameSpec::tcp(sa("198.18.0.10:40001"), sa("198.18.1.2:80"), SYN)
+                        .with_partial_checksum(true),
+                )
+                .build(),
+                verdict: fwd(EXT),
+                output: Some(
+                    FrameSpec::tcp(sa("198.18.0.10:40001"), sa("198.18.1.2:80"), SYN)
+                        .with_macs(EXT_MAC, mac_of(20))
+                        .build(),
+                ),
+            },
+            Fixture {
                 description: "ARP is the kernel's",
                 input: arp,
                 verdict: Verdict::Pass,
@@ -216,7 +230,8 @@ fn nat_ipv6_udp_dr_and_passes() {
             },
         ],
     );
-    assert_eq!(d.stats().checksum_completed, 1);
+    // The UDP NAT frame and the DR SYN.
+    assert_eq!(d.stats().checksum_completed, 2);
 }
 
 #[test]

@@ -403,6 +403,18 @@ impl Scheduler {
         })
     }
 
+    /// The rr/wrr rotation position (control side: carried into a rebuilt
+    /// scheduler with [`Scheduler::set_cursor`]).
+    pub fn cursor(&self) -> usize {
+        self.cursor.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the rotation position (taken modulo the candidates when used).
+    pub fn set_cursor(&self, position: usize) {
+        self.cursor
+            .store(position, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Picks a real server for a new flow (data path: no allocation, no lock).
     /// Returns an index into the build's candidate slice.
     #[inline]

@@ -170,6 +170,8 @@ pub struct Service {
     pub id: ServiceId,
     /// Name.
     pub name: String,
+    /// Stable id across snapshots (from the spec).
+    pub stable_id: u32,
     /// Match key.
     pub key: ServiceKey,
     /// Persistence scope (mark for mark services, else the stable id).
@@ -341,6 +343,20 @@ impl ServiceTable {
         Ok(t)
     }
 
+    /// Carry the rr/wrr rotation of each service over from `old` (same stable id,
+    /// same scheduler kind), so that a rebuilt snapshot — a neighbour learned, a
+    /// weight changed — continues the rotation instead of restarting it at the
+    /// first server.
+    pub fn carry_over(&self, old: &ServiceTable) {
+        for svc in &self.services {
+            if let Some(prev) = old.services.iter().find(|o| {
+                o.stable_id == svc.stable_id && o.scheduler.kind() == svc.scheduler.kind()
+            }) {
+                svc.scheduler.set_cursor(prev.scheduler.cursor());
+            }
+        }
+    }
+
     /// All services, by dense id.
     pub fn services(&self) -> &[Service] {
         &self.services
@@ -458,6 +474,7 @@ fn build_service(spec: &ServiceSpec, id: ServiceId, v6: bool) -> Result<Service,
     Ok(Service {
         id,
         name: spec.name.clone(),
+        stable_id: spec.stable_id,
         key: spec.key,
         scope,
         persistence: spec.persistence,

@@ -192,3 +192,39 @@ fn template_usability_follows_ipvs() {
     assert!(!svc.template_usable(&svc.dests[0]), "drained");
     assert!(!svc.template_usable(&svc.dests[1]), "expire_quiescent");
 }
+
+#[test]
+fn a_rebuilt_table_continues_the_rr_rotation() {
+    let specs = [spec(
+        "web",
+        tuple_key("198.18.1.1", 80),
+        vec![
+            rs(1, "198.19.0.2", 1),
+            rs(2, "198.19.0.3", 1),
+            rs(3, "198.19.0.4", 1),
+        ],
+    )];
+    let flow = crate::sched::Flow {
+        src: "198.18.0.10".parse().unwrap(),
+        src_port: 1000,
+        dst: "198.18.1.1".parse().unwrap(),
+        dst_port: 80,
+        protocol: 6,
+    };
+    let pick = |t: &ServiceTable| t.services()[0].scheduler.select(&flow, &crate::sched::Idle);
+    let old = ServiceTable::build(&specs).unwrap();
+    assert_eq!((pick(&old), pick(&old)), (Some(0), Some(1)));
+    let fresh = ServiceTable::build(&specs).unwrap();
+    assert_eq!(
+        pick(&fresh),
+        Some(0),
+        "a fresh table starts at the first server"
+    );
+    let rebuilt = ServiceTable::build(&specs).unwrap();
+    rebuilt.carry_over(&old);
+    assert_eq!(
+        pick(&rebuilt),
+        Some(2),
+        "the rebuilt table goes on where the old one was"
+    );
+}
