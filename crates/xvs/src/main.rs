@@ -1,48 +1,107 @@
-//! `xvs` — the director binary. Layer: binary (argument parsing, output).
+//! `xvs` — the director binary. Layer: binary (argument parsing, threads, output).
 //!
-//! Today it carries `xvs demo`: the decision engine of `xvs-core` driven over its
-//! built-in example lab with generated traffic, then an ipvsadm-style listing of
-//! where the flows went. The network-namespace lab on real sockets (AF_XDP /
-//! AF_PACKET), `xvs run`, `xvs check` and the control socket commands come with the
-//! data-plane and router issues.
+//! - `xvs run -c FILE`: the director on AF_XDP sockets ([`run`], [`worker`]);
+//! - `xvs check -c FILE`: validate a configuration, like `keepalived -t`;
+//! - `xvs demo`: the decision engine over the built-in example lab, no sockets.
+//!
+//! Exit codes: 0 success, 2 a configuration was rejected or the command line is
+//! wrong, 1 any other failure (missing interface, privileges, XDP already attached).
 
-use std::net::{IpAddr, SocketAddr};
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use xvs_core::conntrack::ConnState;
-use xvs_core::forward::{DropReason, WorkerStats};
-use xvs_core::lab::{self, EXT};
-use xvs_core::service::{Method, ServiceKey};
-use xvs_core::time::Time;
-use xvs_core::wire::build::FrameSpec;
-use xvs_core::wire::tcp_flags::{ACK, SYN};
-use xvs_core::{Director, Verdict};
 
-const USAGE: &str = "usage: xvs demo [--clients N]   run the decision engine over the built-in example lab\n       xvs --version";
+mod demo;
+mod listing;
+mod netview;
+mod run;
+mod worker;
+
+const USAGE: &str = "usage: xvs run -c FILE        run the director on the configuration in FILE
+       xvs check -c FILE      validate FILE and exit (0 valid, 2 invalid)
+       xvs demo [--clients N] run the decision engine over the built-in example lab
+       xvs --version";
+
+/// A configuration (or command line) that was rejected: exit code 2.
+#[derive(Debug)]
+pub struct ConfigRejected(pub xvs_config::ConfigError);
+
+impl std::fmt::Display for ConfigRejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ConfigRejected {}
+
+/// A bad command line: exit code 2.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{USAGE}", self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XVS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    match dispatch(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xvs: {e:#}");
-            ExitCode::from(2)
+            if e.is::<ConfigRejected>() || e.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
 
-fn run(args: &[String]) -> Result<()> {
+fn config_arg(args: &[String]) -> Result<PathBuf> {
+    match args {
+        [flag, file] if flag == "-c" || flag == "--config" => Ok(PathBuf::from(file)),
+        _ => Err(Usage(format!("expected -c FILE, got {args:?}")).into()),
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
+        Some("run") => run::run(&config_arg(&args[1..])?),
+        Some("check") => {
+            let path = config_arg(&args[1..])?;
+            let config = xvs_config::load(&path).map_err(ConfigRejected)?;
+            println!(
+                "{}: ok ({} services, {} mark rules)",
+                path.display(),
+                config.services.len(),
+                config.rules.len()
+            );
+            Ok(())
+        }
         Some("demo") => {
             let clients = match args.get(1..) {
                 Some([flag, n]) if flag == "--clients" => {
                     n.parse().context("--clients takes a number")?
                 }
                 Some([]) | None => 200,
-                Some(other) => bail!("unexpected arguments {other:?}\n{USAGE}"),
+                Some(other) => bail!(Usage(format!("unexpected arguments {other:?}"))),
             };
-            demo(clients)
+            demo::demo(clients)
         }
         Some("--version" | "-V") => {
             println!("xvs {}", env!("CARGO_PKG_VERSION"));
@@ -52,155 +111,6 @@ fn run(args: &[String]) -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        Some(other) => bail!("unknown command '{other}'\n{USAGE}"),
-    }
-}
-
-/// Send `clients` clients' handshakes to every TCP service of the lab (and DNS
-/// queries), plus a few frames that must be dropped or passed, then list.
-fn demo(clients: u32) -> Result<()> {
-    let mut d = lab::lab();
-    let mut now = Time::from_secs(1);
-    let vips: [(&str, u16); 5] = [
-        ("198.18.1.1", 80),
-        ("198.18.1.2", 80),
-        ("198.18.1.3", 80),
-        ("198.18.1.3", 443),
-        ("2001:db8:1::1", 80),
-    ];
-    for i in 0..clients {
-        let v4 = |third: u32| format!("198.18.{third}.{}", 1 + i % 250);
-        for (vip, port) in vips {
-            let client: IpAddr = if vip.contains(':') {
-                format!("2001:db8::{:x}", 1 + i).parse()?
-            } else {
-                v4(0).parse()?
-            };
-            let c = SocketAddr::new(client, 20_000 + i as u16);
-            let v = SocketAddr::new(vip.parse()?, port);
-            for flags in [SYN, ACK] {
-                let mut f = FrameSpec::tcp(c, v, flags)
-                    .with_macs(lab::CLIENT_MAC, lab::EXT_MAC)
-                    .build();
-                expect_forward(&mut d, now, &mut f)?;
-            }
-        }
-        let mut q = FrameSpec::udp(
-            SocketAddr::new(v4(0).parse()?, 30_000 + i as u16),
-            "198.18.1.1:53".parse()?,
-        )
-        .with_payload(b"query")
-        .build();
-        expect_forward(&mut d, now, &mut q)?;
-        // A blocked subnet and a mid-flow segment with no connection.
-        let mut blocked = FrameSpec::tcp(
-            SocketAddr::new(v4(9).parse()?, 1000),
-            "198.18.1.1:80".parse()?,
-            SYN,
-        )
-        .build();
-        d.process(EXT, now, &mut blocked);
-        let mut stray = FrameSpec::tcp(
-            SocketAddr::new(v4(0).parse()?, 9),
-            "198.18.1.1:80".parse()?,
-            ACK,
-        )
-        .build();
-        d.process(EXT, now, &mut stray);
-        now = now.after_ms(10);
-    }
-    print_listing(&d);
-    Ok(())
-}
-
-fn expect_forward(d: &mut Director, now: Time, frame: &mut [u8]) -> Result<()> {
-    match d.process(EXT, now, frame) {
-        Verdict::Forward { .. } => Ok(()),
-        other => bail!("the lab should forward this frame, got {other:?}"),
-    }
-}
-
-/// ipvsadm -Ln shape: services, real servers, method, weight, active/inactive, then
-/// this run's traffic and drops.
-fn print_listing(d: &Director) {
-    let stats: &WorkerStats = d.stats();
-    println!("xvs demo: decision engine over the built-in lab (no sockets; see README)");
-    println!("Prot LocalAddress:Port Scheduler Flags");
-    println!(
-        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn   Conns  InPkts OutPkts"
-    );
-    for svc in d.snapshot().services.services() {
-        let (proto, local) = match svc.key {
-            ServiceKey::Tuple {
-                protocol,
-                addr,
-                port,
-            } => (
-                if protocol == 6 { "TCP" } else { "UDP" },
-                fmt_ep(addr, port),
-            ),
-            ServiceKey::Mark { mark, .. } => ("FWM", mark.to_string()),
-        };
-        let flags = svc
-            .persistence
-            .map(|p| format!("persistent {} mask /{}", p.timeout_secs, p.prefix))
-            .unwrap_or_default();
-        println!("{proto:<4} {local} {} {flags}", svc.scheduler.kind());
-        for rs in &svc.dests {
-            let c = &d.shared().counters[rs.id.0 as usize];
-            let t = stats
-                .dests
-                .get(rs.id.0 as usize)
-                .copied()
-                .unwrap_or_default();
-            let method = match rs.method {
-                Method::Nat => "Masq",
-                Method::Dr => "Route",
-            };
-            let ep = rs.port.map_or_else(
-                || fmt_ep(rs.addr, 0).replace(":0", ":*"),
-                |p| fmt_ep(rs.addr, p),
-            );
-            println!(
-                "  -> {ep:<29} {method:<7} {:<6} {:<10} {:<9} {:>7} {:>7} {:>7}",
-                rs.weight,
-                c.active.load(std::sync::atomic::Ordering::Relaxed),
-                c.inactive.load(std::sync::atomic::Ordering::Relaxed),
-                t.conns,
-                t.in_packets,
-                t.out_packets
-            );
-        }
-    }
-    let mut states = [0u64; 6];
-    d.shared()
-        .conns
-        .for_each(|c| states[c.state() as usize] += 1);
-    println!(
-        "\nframes: {} seen, {} forwarded, {} passed, {} dropped; connections: {} ({} established, {} syn)",
-        stats.rx_packets,
-        stats.forwarded,
-        stats.passed,
-        stats.total_drops(),
-        d.shared().conns.len(),
-        states[ConnState::Established as usize],
-        states[ConnState::SynRecv as usize]
-    );
-    for r in DropReason::ALL {
-        if stats.drop_count(*r) > 0 {
-            println!("  dropped {:<22} {}", r.name(), stats.drop_count(*r));
-        }
-    }
-    println!(
-        "persistence templates: {} (new connections placed by a template: {})",
-        d.shared().persist.len(),
-        stats.persist_reused
-    );
-}
-
-fn fmt_ep(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        Some(other) => Err(Usage(format!("unknown command '{other}'")).into()),
     }
 }

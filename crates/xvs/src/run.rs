@@ -1,0 +1,457 @@
+//! `xvs run`: the director on real sockets. Layer: binary (start-up, the control
+//! loop, shutdown).
+//!
+//! Start-up: configuration → the kernel's view of the network (rtnetlink) →
+//! next hops of the real servers → the first snapshot → one steering program per
+//! interface (VIPs and NAT real servers in its maps), attached through a bpf_link
+//! → per worker one AF_XDP socket per interface on the worker's queue → workers.
+//! Then the control loop, every [`TICK`]: collect the workers' counters, ask the
+//! kernel to resolve the neighbours they missed, re-read the network and publish a
+//! new snapshot when it changed; SIGHUP reloads the configuration (an invalid
+//! file is rejected and the running one keeps serving); SIGTERM / SIGINT stop the
+//! workers (they drain tx), the programs detach as their links close, and the
+//! final counters are listed.
+//!
+//! Invariant: nothing stays attached after exit — links, sockets and maps are
+//! file descriptors owned by this process.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xvs_config::{Backend, Config, IdAllocator, XdpMode as XdpModeConfig};
+use xvs_core::classify::{Action as RuleAction, Classifier};
+use xvs_core::forward::{Shared, Snapshot, WorkerStats};
+use xvs_core::service::{Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
+use xvs_core::time::Time;
+use xvs_core::{Director, addr::from_bytes};
+use xvs_io::netlink::Netlink;
+use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
+use xvs_io::xsk::{Port, PortSet, PortStats, XskConfig};
+
+use crate::listing;
+use crate::netview::{self, KernelNet, Wanted};
+use crate::worker::{Report, SnapshotCell, Worker};
+
+/// Period of the control loop.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Period of the full re-read of links, routes and neighbours.
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// UMEM of one socket: 2048 frames × 2 KiB = 4 MiB (two interfaces fit in the
+/// 8 MiB memlock limit even without CAP_IPC_LOCK... with it, more).
+fn xsk_config() -> XskConfig {
+    XskConfig {
+        frame_count: 2048,
+        frame_size: 2048,
+        fill_size: 1024,
+        ring_size: 1024,
+    }
+}
+
+/// Everything the control loop keeps between ticks.
+struct Control {
+    path: PathBuf,
+    config: Config,
+    ids: IdAllocator,
+    netlink: Netlink,
+    kernel: KernelNet,
+    ifindexes: Vec<u32>,
+    shared: Arc<Shared>,
+    snapshots: Arc<SnapshotCell>,
+    programs: Vec<SteeringProgram>,
+    steered: (Vec<IpAddr>, Vec<IpAddr>),
+    totals: WorkerStats,
+    io: Vec<PortStats>,
+    asked: Vec<(Wanted, Instant)>,
+    /// Whether every real server had a next hop at the last snapshot.
+    resolved: bool,
+    /// Time zero of the workers' clock.
+    epoch: Instant,
+    /// Sweep budget per shard per tick (a full pass every second).
+    sweep_budget: usize,
+}
+
+/// Runs the director on `path` until SIGTERM / SIGINT.
+pub fn run(path: &Path) -> Result<()> {
+    let config = xvs_config::load(path).map_err(crate::ConfigRejected)?;
+    if config.director.backend != Backend::AfXdp {
+        bail!("backend af_packet: not implemented yet (use af_xdp)");
+    }
+    let mut netlink = Netlink::open().context("rtnetlink")?;
+    let kernel = KernelNet::read(&mut netlink).context("reading links, routes and neighbours")?;
+    let names = &config.director.interfaces;
+    let ifindexes = kernel.ifindexes(names)?;
+    let mut ids = IdAllocator::new();
+    let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel)?;
+    let config_sizes = config.director.table_sizes();
+    let shared = Arc::new(Shared::new(config_sizes));
+    let snapshots = Arc::new(SnapshotCell::new(snap.clone()));
+    let steered = steered_addresses(&config, &snap.services);
+    let mode = match config.director.xdp_mode {
+        XdpModeConfig::Auto => XdpMode::Auto,
+        XdpModeConfig::Native => XdpMode::Native,
+        XdpModeConfig::Generic => XdpMode::Generic,
+    };
+    let mut programs = Vec::new();
+    let mut links: Vec<XdpLink> = Vec::new();
+    for (name, &index) in names.iter().zip(&ifindexes) {
+        let prog = SteeringProgram::load(&steered.0, &steered.1)
+            .with_context(|| format!("interface {name}: loading the steering program"))?;
+        for local in &kernel.addresses {
+            prog.add_local(*local)?;
+        }
+        links.push(prog.attach(index, mode).with_context(|| {
+            format!("interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)")
+        })?);
+        programs.push(prog);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing the SIGHUP handler")?;
+
+    let (reports_tx, reports) = mpsc::channel::<Report>();
+    let epoch = Instant::now();
+    let mut workers = Vec::new();
+    for (id, &core) in config.director.cores.iter().enumerate() {
+        let mut ports = Vec::new();
+        for (name, prog) in names.iter().zip(&programs) {
+            let port = Port::open(name, id as u32, xsk_config())
+                .with_context(|| format!("interface {name}: AF_XDP socket on queue {id}"))?;
+            prog.set_socket(id as u32, port.fd())
+                .with_context(|| format!("interface {name}: XSKMAP entry for queue {id}"))?;
+            ports.push(port);
+        }
+        let worker = Worker {
+            id,
+            core: Some(core),
+            ports: PortSet::new(ports),
+            director: Director::new(shared.clone(), snap.clone()),
+            snapshots: snapshots.clone(),
+            stop: stop.clone(),
+            reports: reports_tx.clone(),
+            epoch,
+        };
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("xvs-worker-{id}"))
+                .spawn(move || worker.run())
+                .context("spawning a worker")?,
+        );
+    }
+    drop(reports_tx);
+    tracing::info!(
+        config = %path.display(),
+        interfaces = ?names,
+        workers = workers.len(),
+        services = snap.services.services().len(),
+        "director running"
+    );
+    println!(
+        "xvs: running on {} with {} worker(s); SIGTERM or SIGINT stops",
+        names.join(", "),
+        workers.len()
+    );
+
+    let mut control = Control {
+        path: path.to_owned(),
+        config,
+        ids,
+        netlink,
+        kernel,
+        ifindexes,
+        shared,
+        snapshots,
+        programs,
+        steered,
+        totals: WorkerStats::default(),
+        io: Vec::new(),
+        asked: Vec::new(),
+        resolved: false,
+        epoch,
+        sweep_budget: Shared::budget_for(
+            &config_sizes,
+            (Duration::from_secs(1).as_millis() / TICK.as_millis()) as usize,
+        ),
+    };
+    control.note_servers(&wanted);
+    let mut last_refresh = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(TICK);
+        if workers.iter().any(|w| w.is_finished()) {
+            break;
+        }
+        control.maintain();
+        let missed = control.collect(&reports);
+        control.resolve(&missed);
+        if !missed.is_empty() || last_refresh.elapsed() >= REFRESH {
+            last_refresh = Instant::now();
+            if let Err(e) = control.refresh() {
+                tracing::warn!(error = %format!("{e:#}"), "network refresh failed");
+            }
+        }
+        if reload.swap(false, Ordering::Relaxed) {
+            control.reload();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failed = None;
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
+        }
+    }
+    control.collect(&reports);
+    drop(links);
+    listing::print(
+        "xvs: stopped",
+        &control.snapshots.load().services,
+        &control.shared,
+        &control.totals,
+    );
+    let io = control
+        .io
+        .iter()
+        .fold(PortStats::default(), |a, b| PortStats {
+            rx: a.rx + b.rx,
+            tx: a.tx + b.tx,
+            tx_dropped: a.tx_dropped + b.tx_dropped,
+        });
+    println!("io: rx {} tx {} tx_dropped {}", io.rx, io.tx, io.tx_dropped);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The snapshot of `config` over the network `kernel` describes, and the
+/// neighbours still to resolve.
+fn build_snapshot(
+    config: &Config,
+    ids: &mut IdAllocator,
+    kernel: &KernelNet,
+) -> Result<(Arc<Snapshot>, Vec<Wanted>)> {
+    let net = kernel.view(&config.director.interfaces)?;
+    let mut specs: Vec<ServiceSpec> = config
+        .service_specs_with(ids)
+        .context("assigning real server ids")?;
+    let macs = config.static_macs(ids);
+    let static_mac = |rs: &RealServer| macs.iter().find(|(id, _)| *id == rs.id).map(|m| m.1);
+    let (wanted, no_route) = netview::place_servers(&mut specs, &net, static_mac);
+    for addr in no_route {
+        tracing::warn!(%addr, "real server has no route through the director's interfaces");
+    }
+    let services = ServiceTable::build(&specs).context("building the service table")?;
+    let rules = Classifier::compile(&config.rules).context("compiling the mark rules")?;
+    Ok((
+        Arc::new(Snapshot {
+            services,
+            rules,
+            net,
+        }),
+        wanted,
+    ))
+}
+
+/// Addresses the steering programs send to userspace: VIPs (of tuple services,
+/// and the single-address destinations of rules that set a mark) and the NAT
+/// real servers (their replies).
+fn steered_addresses(config: &Config, services: &ServiceTable) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let mut vips = Vec::new();
+    let mut real = Vec::new();
+    for svc in services.services() {
+        if let ServiceKey::Tuple { addr, .. } = svc.key {
+            vips.push(addr);
+        }
+        for rs in svc.dests.iter() {
+            if rs.method == Method::Nat {
+                real.push(rs.addr);
+            }
+        }
+    }
+    for rule in &config.rules {
+        if let RuleAction::Mark(_) = rule.action {
+            for net in &rule.dst {
+                if net.prefix_len() == net.max_prefix_len() {
+                    vips.push(net.addr());
+                } else {
+                    tracing::warn!(%net, "mark rule destination is a range: only single addresses are steered");
+                }
+            }
+        }
+    }
+    vips.sort();
+    vips.dedup();
+    real.sort();
+    real.dedup();
+    (vips, real)
+}
+
+impl Control {
+    /// Expire connections, templates and fragment entries (bounded per tick).
+    fn maintain(&self) {
+        let now = Time::from_millis(self.epoch.elapsed().as_millis() as u64);
+        let snap = self.snapshots.load();
+        self.shared.maintain(&snap.services, now, self.sweep_budget);
+    }
+
+    /// Merge the workers' reports; return the neighbours they missed.
+    fn collect(&mut self, reports: &mpsc::Receiver<Report>) -> Vec<Wanted> {
+        let mut missed = Vec::new();
+        for report in reports.try_iter() {
+            self.totals.merge(&report.stats);
+            if self.io.len() <= report.worker {
+                self.io.resize(report.worker + 1, PortStats::default());
+            }
+            self.io[report.worker] = report.io;
+            let net = &self.snapshots.load().net;
+            for &(addr, v6) in report.stats.unresolved.iter().flatten() {
+                let addr = from_bytes(&addr, v6);
+                if let Some(route) = net.route(addr) {
+                    let w = Wanted {
+                        iface: route.iface,
+                        addr,
+                    };
+                    if !missed.contains(&w) {
+                        missed.push(w);
+                    }
+                }
+            }
+        }
+        missed
+    }
+
+    /// Ask the kernel to resolve `wanted` (each address at most once a second).
+    fn resolve(&mut self, wanted: &[Wanted]) {
+        self.asked
+            .retain(|(_, at)| at.elapsed() < Duration::from_secs(1));
+        for w in wanted {
+            if self.asked.iter().any(|(a, _)| a == w) {
+                continue;
+            }
+            self.asked.push((*w, Instant::now()));
+            let index = self.ifindexes[w.iface.0 as usize];
+            match self.netlink.resolve(index, w.addr) {
+                Ok(()) => {
+                    tracing::debug!(addr = %w.addr, ifindex = index, "neighbour resolution asked")
+                }
+                Err(e) => tracing::warn!(addr = %w.addr, error = %e, "neighbour resolution failed"),
+            }
+        }
+    }
+
+    /// Re-read the kernel's network; publish a new snapshot if it changed.
+    fn refresh(&mut self) -> Result<()> {
+        let kernel = KernelNet::read(&mut self.netlink)?;
+        if kernel == self.kernel {
+            return Ok(());
+        }
+        tracing::debug!(neighbours = ?kernel.neighbours, "network changed");
+        for prog in &self.programs {
+            for a in kernel
+                .addresses
+                .iter()
+                .filter(|a| !self.kernel.addresses.contains(a))
+            {
+                prog.add_local(*a)?;
+            }
+            for a in self
+                .kernel
+                .addresses
+                .iter()
+                .filter(|a| !kernel.addresses.contains(a))
+            {
+                prog.remove_local(*a)?;
+            }
+        }
+        self.kernel = kernel;
+        self.publish(self.config.clone())
+    }
+
+    /// SIGHUP: read the file again; keep the running configuration if it is bad.
+    fn reload(&mut self) {
+        match xvs_config::load(&self.path) {
+            Ok(config) => {
+                if config.director != self.config.director {
+                    tracing::warn!(
+                        "reload: director settings (interfaces, cores, tables) change only on restart"
+                    );
+                }
+                match self.publish(config) {
+                    Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "reload rejected; the running configuration keeps serving")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload rejected; the running configuration keeps serving")
+            }
+        }
+    }
+
+    /// Build and publish the snapshot of `config`; update the steering maps.
+    fn publish(&mut self, config: Config) -> Result<()> {
+        let mut director_cfg = config;
+        director_cfg.director = self.config.director.clone();
+        let (snap, wanted) = build_snapshot(&director_cfg, &mut self.ids, &self.kernel)?;
+        snap.services.carry_over(&self.snapshots.load().services);
+        let steered = steered_addresses(&director_cfg, &snap.services);
+        let (old_vips, old_real) = &self.steered;
+        for prog in &self.programs {
+            for vip in steered.0.iter().filter(|a| !old_vips.contains(a)) {
+                prog.add_vip(*vip)?;
+            }
+            for rs in steered.1.iter().filter(|a| !old_real.contains(a)) {
+                prog.add_real_server(*rs)?;
+            }
+            for vip in old_vips.iter().filter(|a| !steered.0.contains(a)) {
+                prog.remove_vip(*vip)?;
+            }
+        }
+        // Real servers stay steered once added: connections to a removed server
+        // may still be open, and their replies must keep reaching the workers.
+        let kept: Vec<IpAddr> = old_real
+            .iter()
+            .filter(|a| !steered.1.contains(a))
+            .copied()
+            .collect();
+        let mut steered = steered;
+        steered.1.extend(kept);
+        let rules_changed = director_cfg.rules != self.config.rules;
+        self.steered = steered;
+        self.config = director_cfg;
+        self.snapshots.publish(snap.clone());
+        if rules_changed {
+            let purged = self.shared.purge_blocked(&snap);
+            tracing::info!(
+                purged,
+                "mark rules changed: connections now blocked were removed"
+            );
+        }
+        self.note_servers(&wanted);
+        Ok(())
+    }
+
+    /// Logs when every real server's next hop becomes known (or stops being),
+    /// and asks the kernel for the missing ones.
+    fn note_servers(&mut self, wanted: &[Wanted]) {
+        match (self.resolved, wanted.is_empty()) {
+            (false, true) => tracing::info!("next hops resolved: every real server has a MAC"),
+            (true, false) => tracing::warn!(missing = wanted.len(), "real servers without a MAC"),
+            _ => {}
+        }
+        self.resolved = wanted.is_empty();
+        self.resolve(wanted);
+    }
+}

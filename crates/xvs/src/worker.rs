@@ -1,0 +1,174 @@
+//! Worker loops. Layer: binary (threads around the pure core and the I/O layer).
+//!
+//! One worker per configured core, pinned to it, owning one AF_XDP queue of every
+//! director interface ([`PortSet`]) and its own [`Director`] over the shared tables.
+//! Per iteration: one clock read, a batch from every port, `Director::process` on
+//! each frame, tx. Between batches (every [`FLUSH_EVERY`]) it hands its counters
+//! to the control thread and picks up a newer service snapshot if one was
+//! published. (Table expiry sweeps run on the control thread.)
+//!
+//! Invariants: a worker never blocks while frames arrive (it sleeps in poll(2)
+//! only after [`SPIN_ROUNDS`] empty rounds, at most [`IDLE_WAIT_MS`]); it takes no
+//! lock except the shard locks inside the core and the snapshot cell's lock when
+//! the generation changed; on stop it drains tx before returning.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use xvs_core::classify::IfaceId;
+use xvs_core::forward::{Snapshot, WorkerStats};
+use xvs_core::time::Time;
+use xvs_core::{Director, Verdict};
+use xvs_io::xsk::{Fate, PortSet, PortStats};
+
+/// Frames taken from each port per round.
+pub const BATCH: usize = 64;
+/// Empty rounds before the worker sleeps in poll(2).
+pub const SPIN_ROUNDS: u32 = 256;
+/// Longest sleep in poll(2) when idle (bounds the reaction to stop and reload).
+pub const IDLE_WAIT_MS: i32 = 10;
+/// How often counters are flushed and housekeeping runs.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The latest service snapshot, published by the control thread.
+#[derive(Debug)]
+pub struct SnapshotCell {
+    generation: AtomicU64,
+    snap: Mutex<Arc<Snapshot>>,
+}
+
+impl SnapshotCell {
+    /// A cell holding `snap` (generation 0).
+    pub fn new(snap: Arc<Snapshot>) -> Self {
+        SnapshotCell {
+            generation: AtomicU64::new(0),
+            snap: Mutex::new(snap),
+        }
+    }
+
+    /// Replace the snapshot; workers take it between batches.
+    pub fn publish(&self, snap: Arc<Snapshot>) {
+        *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = snap;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.snap.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bumped on every publish.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// What a worker hands to the control thread.
+#[derive(Debug)]
+pub struct Report {
+    /// Worker number.
+    pub worker: usize,
+    /// Decision counters since the last report.
+    pub stats: WorkerStats,
+    /// Cumulative I/O counters.
+    pub io: PortStats,
+}
+
+/// Everything a worker owns.
+#[derive(Debug)]
+pub struct Worker {
+    /// Worker number (= the queue it serves on every interface).
+    pub id: usize,
+    /// CPU to pin to, if any.
+    pub core: Option<usize>,
+    /// Its ports, index = `IfaceId`.
+    pub ports: PortSet,
+    /// Its decision engine.
+    pub director: Director,
+    /// Where new snapshots appear.
+    pub snapshots: Arc<SnapshotCell>,
+    /// Set by the control thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Counters go here.
+    pub reports: Sender<Report>,
+    /// Time zero of the core's clock (shared by all workers).
+    pub epoch: Instant,
+}
+
+impl Worker {
+    /// The loop; returns when `stop` is set (after draining tx) or on an I/O error.
+    pub fn run(mut self) -> Result<()> {
+        if let Some(core) = self.core
+            && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+        {
+            tracing::warn!(
+                worker = self.id,
+                core,
+                "could not pin the worker to its core"
+            );
+        }
+        tracing::info!(worker = self.id, core = ?self.core, ports = self.ports.ports().len(), "worker started");
+        let mut generation = self.snapshots.generation();
+        let mut last_flush = Instant::now();
+        let mut idle_rounds = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            let wall = Instant::now();
+            let now = Time::from_millis(wall.duration_since(self.epoch).as_millis() as u64);
+            let director = &mut self.director;
+            let received = self
+                .ports
+                .poll(BATCH, |port, frame| {
+                    match director.process(IfaceId(port as u16), now, frame) {
+                        Verdict::Forward { iface } => Fate::Out(iface.0 as usize),
+                        Verdict::Pass | Verdict::Drop(_) => Fate::Drop,
+                    }
+                })
+                .with_context(|| format!("worker {}: AF_XDP", self.id))?;
+            if received == 0 {
+                idle_rounds = idle_rounds.saturating_add(1);
+                if idle_rounds > SPIN_ROUNDS {
+                    self.ports
+                        .wait(IDLE_WAIT_MS)
+                        .with_context(|| format!("worker {}: poll", self.id))?;
+                }
+            } else {
+                idle_rounds = 0;
+            }
+            if wall.duration_since(last_flush) >= FLUSH_EVERY {
+                last_flush = wall;
+                self.between_batches(&mut generation);
+            }
+        }
+        let left = self
+            .ports
+            .drain_tx(Instant::now() + Duration::from_millis(200));
+        if left > 0 {
+            tracing::warn!(worker = self.id, frames = left, "tx not drained at stop");
+        }
+        self.flush();
+        tracing::info!(worker = self.id, "worker stopped");
+        Ok(())
+    }
+
+    fn between_batches(&mut self, generation: &mut u64) {
+        self.flush();
+        let current = self.snapshots.generation();
+        if current != *generation {
+            *generation = current;
+            self.director.set_snapshot(self.snapshots.load());
+        }
+    }
+
+    fn flush(&mut self) {
+        let report = Report {
+            worker: self.id,
+            stats: self.director.take_stats(),
+            io: self.ports.stats(),
+        };
+        // The control thread gone means we are stopping anyway.
+        let _ = self.reports.send(report);
+    }
+}

@@ -1,0 +1,418 @@
+//! End to end on real sockets: the `xvs` binary in a namespace lab forwards real
+//! curl / UDP traffic to real servers by NAT (IPv4, IPv6) and DR, with mark
+//! services, persistence and blocking rules, on AF_XDP native and generic mode.
+//! Needs root (see `lab::privileged`); every lab is torn down on drop.
+
+mod lab;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use lab::{Lab, big_body, csum_errors, in_netns, nat_lab, privileged};
+
+/// The NAT suite's configuration (`MODE` = native | generic).
+const NAT_CONFIG: &str = r#"
+director:
+  interfaces: [ext, int]
+  xdp_mode: MODE
+  cores: [1]
+  tables: {connections: 65536, persistence: 4096, shards: 16}
+rules:
+  - src: [198.18.9.0/24]
+    action: drop
+  - dst: [198.18.1.3/32]
+    protocol: tcp
+    dst_ports: [80, 443]
+    action: {mark: 7}
+services:
+  - name: web
+    protocol: tcp
+    vip: 198.18.1.1
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {address: 198.19.0.10, port: 8080}
+      - {address: 198.19.0.11, port: 8080}
+  - name: web-wrr
+    protocol: tcp
+    vip: 198.18.1.2
+    port: 80
+    scheduler: wrr
+    real_servers:
+      - {address: 198.19.0.10, port: 8080, weight: 3}
+      - {address: 198.19.0.11, port: 8080, weight: 1}
+  - name: echo
+    protocol: udp
+    vip: 198.18.1.1
+    port: 53
+    scheduler: rr
+    real_servers:
+      - {address: 198.19.0.10, port: 5353}
+      - {address: 198.19.0.11, port: 5353}
+  - name: web6
+    protocol: tcp
+    vip: 2001:db8:1::1
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {address: "2001:db8:2::10", port: 8080}
+      - {address: "2001:db8:2::11", port: 8080}
+  - name: shop
+    mark: 7
+    scheduler: rr
+    persistence: {timeout: 300, netmask: 255.255.255.0}
+    real_servers:
+      - {address: 198.19.0.10}
+      - {address: 198.19.0.11}
+"#;
+
+fn count(bodies: &[String], who: &str) -> usize {
+    bodies.iter().filter(|b| b.as_str() == who).count()
+}
+
+/// `n` requests to `url` from `src`; the bodies (each must succeed).
+fn requests(lab: &Lab, ns: &str, url: &str, src: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            lab.curl(ns, url, &["--interface", src])
+                .unwrap_or_else(|e| panic!("request {i} to {url} from {src}: {e}"))
+        })
+        .collect()
+}
+
+/// One UDP datagram from a fresh socket on `src` to `to`; the reply and its source.
+fn udp_ask(lab: &Lab, ns: &str, src: &str, to: &str, payload: &str) -> (String, SocketAddr) {
+    let src: SocketAddr = format!("{src}:0").parse().unwrap();
+    let to: SocketAddr = to.parse().unwrap();
+    let payload = payload.to_owned();
+    let _ = lab;
+    in_netns(ns, move || {
+        let sock = UdpSocket::bind(src).expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        for _ in 0..4 {
+            sock.send_to(payload.as_bytes(), to).expect("send");
+            if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                return (String::from_utf8_lossy(&buf[..n]).into_owned(), peer);
+            }
+        }
+        panic!("no UDP reply from {to}");
+    })
+}
+
+fn nat_suite(mode: &str, client_tx_csum: bool) {
+    let mut lab = Lab::new(&format!("nat{}", &mode[..3]));
+    let net = nat_lab(&mut lab, client_tx_csum, &[8080, 80, 443]);
+    for (i, rs) in net.servers.iter().enumerate() {
+        let addr: SocketAddr = format!("{}:5353", lab::RS_V4[i]).parse().unwrap();
+        lab.udp_echo(rs, &format!("rs{}", i + 1), addr, Duration::from_secs(60));
+    }
+    if mode == "generic" {
+        // Generic XDP sees a veth peer's GSO super-frames whole (up to 64 KiB),
+        // which no UMEM frame holds; a physical wire carries MTU-sized frames.
+        // Make the lab's wires behave so (see README: generic mode).
+        lab.sh(
+            &net.client,
+            &["ethtool", "-K", "c0", "tso", "off", "gso", "off"],
+        );
+        lab.sh(
+            &net.switch,
+            &["ethtool", "-K", "s0", "tso", "off", "gso", "off"],
+        );
+    }
+    let config = lab.file("xvs.yaml", &NAT_CONFIG.replace("MODE", mode));
+    // The director's kernel learns the clients' MACs from their ARP / ND for
+    // the gateway; a refused connection to it is enough.
+    let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
+    let _ = lab.curl(&net.client, "http://[2001:db8::1]:9/", &[]);
+    let director = lab.director(&net.director, &config);
+    let c = &net.client;
+
+    // rr over two servers: strictly alternating.
+    let rr = requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 6);
+    assert_eq!((count(&rr, "rs1"), count(&rr, "rs2")), (3, 3), "rr: {rr:?}");
+    assert!(rr.windows(2).all(|w| w[0] != w[1]), "rr alternates: {rr:?}");
+    // wrr 3:1: 6 and 2 out of 8.
+    let wrr = requests(&lab, c, "http://198.18.1.2/who", "198.18.0.10", 8);
+    assert_eq!(
+        (count(&wrr, "rs1"), count(&wrr, "rs2")),
+        (6, 2),
+        "wrr: {wrr:?}"
+    );
+
+    // UDP echo through NAT: the reply comes from the VIP, rr over both servers.
+    let mut who = Vec::new();
+    for i in 0..4 {
+        let (reply, peer) = udp_ask(&lab, c, "198.18.0.10", "198.18.1.1:53", &format!("q{i}"));
+        assert_eq!(peer, "198.18.1.1:53".parse().unwrap(), "UDP reply source");
+        let (name, echoed) = reply.split_once(':').expect("name:payload");
+        assert_eq!(echoed, format!("q{i}"));
+        who.push(name.to_owned());
+    }
+    assert_eq!(
+        (count(&who, "rs1"), count(&who, "rs2")),
+        (2, 2),
+        "udp rr: {who:?}"
+    );
+
+    // IPv6 NAT.
+    let v6 = requests(&lab, c, "http://[2001:db8:1::1]/who", "2001:db8::10", 2);
+    assert_eq!((count(&v6, "rs1"), count(&v6, "rs2")), (1, 1), "v6: {v6:?}");
+
+    // Mark service 80 + 443 with /24 persistence: every connection of the
+    // 198.18.0.0/24 clients, to either port, reaches one server.
+    let mut shop = requests(&lab, c, "http://198.18.1.3/who", "198.18.0.10", 2);
+    shop.extend(requests(
+        &lab,
+        c,
+        "http://198.18.1.3:443/who",
+        "198.18.0.10",
+        2,
+    ));
+    shop.extend(requests(
+        &lab,
+        c,
+        "http://198.18.1.3:443/who",
+        "198.18.0.11",
+        2,
+    ));
+    shop.extend(requests(&lab, c, "http://198.18.1.3/who", "198.18.0.11", 2));
+    assert!(
+        shop.iter().all(|s| *s == shop[0]),
+        "persistent mark service: {shop:?}"
+    );
+    // Another /24: the scheduler's next choice (rr), the other server.
+    let other = requests(&lab, c, "http://198.18.1.3:443/who", "198.18.3.10", 1);
+    assert_ne!(
+        other[0], shop[0],
+        "a client of another /24 is scheduled anew"
+    );
+
+    // Blocking: 198.18.9.0/24 gets nothing; the others are still served.
+    let blocked = lab.curl(
+        c,
+        "http://198.18.1.1/who",
+        &["--interface", "198.18.9.10", "--max-time", "2"],
+    );
+    assert!(
+        blocked.is_err(),
+        "a blocked client is not answered: {blocked:?}"
+    );
+    requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 1);
+
+    // A 4 MiB transfer arrives intact; no checksum errors anywhere.
+    let body = lab
+        .curl_bytes(
+            c,
+            "http://198.18.1.1/big",
+            &["--interface", "198.18.0.10"],
+            20,
+        )
+        .expect("big transfer");
+    assert!(
+        body == big_body(),
+        "4 MiB body intact ({} bytes)",
+        body.len()
+    );
+    for ns in net.servers.iter().chain([&net.client]) {
+        assert_eq!(
+            csum_errors(&lab, ns),
+            (0, 0),
+            "TCP/UDP InCsumErrors in {ns}"
+        );
+    }
+
+    let (status, logs) = director.stop();
+    assert!(status.success(), "xvs exits 0 on SIGTERM: {status}\n{logs}");
+    assert!(
+        logs.contains("dropped blocked"),
+        "blocked drops counted:\n{logs}"
+    );
+    if client_tx_csum {
+        assert!(
+            logs.contains("checksums completed"),
+            "partial checksums were completed:\n{logs}"
+        );
+    }
+    // Nothing left attached.
+    let links = lab.sh(&net.director, &["ip", "link", "show", "ext"]);
+    assert!(!links.contains("xdp"), "XDP detached at exit:\n{links}");
+}
+
+#[test]
+fn nat_suite_af_xdp_native() {
+    if privileged("e2e::nat_suite_af_xdp_native") {
+        nat_suite("native", true);
+    }
+}
+
+#[test]
+fn nat_suite_af_xdp_generic_without_tx_offload() {
+    if privileged("e2e::nat_suite_af_xdp_generic_without_tx_offload") {
+        nat_suite("generic", false);
+    }
+}
+
+/// Persistence with a short timeout: within it a /24 sticks to one server;
+/// after it (and after its connections ended) the scheduler chooses again.
+#[test]
+fn persistence_expires_into_a_fresh_choice() {
+    if !privileged("e2e::persistence_expires_into_a_fresh_choice") {
+        return;
+    }
+    let mut lab = Lab::new("persist");
+    let net = nat_lab(&mut lab, true, &[8080]);
+    let config = lab.file(
+        "xvs.yaml",
+        r#"
+director:
+  interfaces: [ext, int]
+  cores: [1]
+services:
+  - name: sticky
+    protocol: tcp
+    vip: 198.18.1.1
+    port: 80
+    scheduler: rr
+    persistence: {timeout: 2, netmask: 255.255.255.0}
+    timeouts: {tcp_fin: 1, tcp_close: 1}
+    real_servers:
+      - {address: 198.19.0.10, port: 8080}
+      - {address: 198.19.0.11, port: 8080}
+"#,
+    );
+    let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
+    let director = lab.director(&net.director, &config);
+    let c = &net.client;
+    let url = "http://198.18.1.1/who";
+    let mut group = requests(&lab, c, url, "198.18.0.10", 2);
+    group.extend(requests(&lab, c, url, "198.18.0.11", 2));
+    assert!(
+        group.iter().all(|s| *s == group[0]),
+        "one /24, one server: {group:?}"
+    );
+    let other = requests(&lab, c, url, "198.18.3.10", 1).remove(0);
+    assert_ne!(
+        other, group[0],
+        "another /24: the scheduler's (rr) next choice"
+    );
+    // Templates expire 2 s after their last connection is gone (FIN/close 1 s).
+    std::thread::sleep(Duration::from_millis(4500));
+    let again = requests(&lab, c, url, "198.18.3.10", 1).remove(0);
+    assert_ne!(
+        again, other,
+        "after the timeout rr chooses afresh: {other} then {again}"
+    );
+    let (status, logs) = director.stop();
+    assert!(status.success(), "{logs}");
+}
+
+/// Direct routing on one L2 segment: the real servers hold the VIP on `lo`
+/// (arp_ignore / arp_announce) and answer the client themselves.
+#[test]
+fn direct_routing_on_a_shared_segment() {
+    if !privileged("e2e::direct_routing_on_a_shared_segment") {
+        return;
+    }
+    let mut lab = Lab::new("dr");
+    let client = lab.ns("cl");
+    let dir = lab.ns("dir");
+    let switch = lab.ns("sw");
+    let servers = [lab.ns("rs1"), lab.ns("rs2")];
+    lab.ip(&switch, "link add br0 type bridge\nlink set br0 up");
+    lab.veth((&client, "c0"), (&switch, "s0"));
+    lab.veth((&dir, "ext"), (&switch, "s1"));
+    for (i, rs) in servers.iter().enumerate() {
+        lab.veth((rs, "r0"), (&switch, &format!("s{}", i + 2)));
+    }
+    for port in ["s0", "s1", "s2", "s3"] {
+        lab.sh(&switch, &["ip", "link", "set", port, "master", "br0"]);
+    }
+    lab.ip(
+        &client,
+        "addr add 198.18.0.10/24 dev c0
+         route add 198.18.1.0/24 dev c0",
+    );
+    lab.ip(
+        &dir,
+        "addr add 198.18.0.1/24 dev ext
+         addr add 198.18.1.2/32 dev ext",
+    );
+    for (i, rs) in servers.iter().enumerate() {
+        lab.ip(
+            rs,
+            &format!(
+                "addr add 198.18.0.{}/24 dev r0
+                 addr add 198.18.1.2/32 dev lo",
+                20 + i
+            ),
+        );
+        for key in ["all", "r0"] {
+            lab.sh(
+                rs,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.conf.{key}.arp_ignore=1"),
+                ],
+            );
+            lab.sh(
+                rs,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.conf.{key}.arp_announce=2"),
+                ],
+            );
+        }
+        lab.http_server(rs, &format!("rs{}", i + 1), "198.18.1.2", 80);
+    }
+    let config = lab.file(
+        "xvs.yaml",
+        r#"
+director:
+  interfaces: [ext]
+  cores: [1]
+services:
+  - name: dr
+    protocol: tcp
+    vip: 198.18.1.2
+    port: 80
+    scheduler: rr
+    method: dr
+    real_servers:
+      - {address: 198.18.0.20}
+      - {address: 198.18.0.21}
+"#,
+    );
+    let director = lab.director(&dir, &config);
+    let got = requests(&lab, &client, "http://198.18.1.2/who", "198.18.0.10", 4);
+    assert_eq!(
+        (count(&got, "rs1"), count(&got, "rs2")),
+        (2, 2),
+        "dr rr: {got:?}"
+    );
+    let (status, logs) = director.stop();
+    assert!(status.success(), "{logs}");
+    // The replies went from the real servers straight to the client: the
+    // director saw no packet in the server → client direction.
+    let dests: Vec<&str> = logs.lines().filter(|l| l.contains("Route")).collect();
+    assert_eq!(dests.len(), 2, "two DR servers listed:\n{logs}");
+    for line in dests {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (in_pkts, out_pkts) = (cols[cols.len() - 2], cols[cols.len() - 1]);
+        assert!(
+            in_pkts.parse::<u64>().unwrap() > 0,
+            "client packets forwarded: {line}"
+        );
+        assert_eq!(out_pkts, "0", "no reply crossed the director: {line}");
+    }
+    for rs in &servers {
+        let neigh = lab.sh(rs, &["ip", "neigh", "show", "198.18.0.10"]);
+        assert!(
+            neigh.contains("lladdr"),
+            "{rs} reached the client directly: {neigh}"
+        );
+    }
+}
