@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod frames;
 pub mod netlink;
 pub mod steer;
 #[allow(unsafe_code)]

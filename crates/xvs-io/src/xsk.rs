@@ -17,6 +17,7 @@
 
 use std::os::fd::BorrowedFd;
 
+use crate::frames::{Fate, FrameIo, PortStats};
 use crate::sys::xsk::XskSocket;
 pub use crate::sys::xsk::{UmemFrame, XskConfig, XskError};
 
@@ -140,28 +141,6 @@ impl Port {
     }
 }
 
-/// Where a frame received by a [`PortSet`] goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
-    /// Back to the fill ring of the port that received it.
-    Drop,
-    /// Out of port `n` of the set (in place when `n` is the receiving port,
-    /// else copied into a free frame of port `n`).
-    Out(usize),
-}
-
-/// Counters of a [`PortSet`], cumulative.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortStats {
-    /// Frames received.
-    pub rx: u64,
-    /// Frames put on a tx ring (or its pending queue).
-    pub tx: u64,
-    /// Frames that could not be sent: no free frame on the out port, or an
-    /// out port outside the set.
-    pub tx_dropped: u64,
-}
-
 /// One worker's ports, one per interface (index = the core's `IfaceId`), each
 /// on the same queue number. Forwarding between ports copies the frame into the
 /// out port's UMEM (each port has its own; copy mode copies anyway).
@@ -187,15 +166,47 @@ impl PortSet {
         &self.ports
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> PortStats {
-        self.stats
+    /// Copies `frame` of port `from` into a free frame of port `to`, queued for
+    /// tx; false when `to` is not in the set or has no free frame.
+    fn copy_out(&mut self, from: usize, to: usize, frame: &UmemFrame) -> bool {
+        let Ok([src, dst]) = self.ports.get_disjoint_mut([from, to]) else {
+            return false;
+        };
+        let Some(mut out) = dst.sock.alloc().or_else(|| {
+            dst.sock.complete();
+            dst.sock.alloc()
+        }) else {
+            return false;
+        };
+        if dst.sock.write(&mut out, src.sock.data(frame)).is_err() {
+            dst.sock.recycle(out);
+            return false;
+        }
+        dst.pending_tx.push(out);
+        true
+    }
+}
+
+impl FrameIo for PortSet {
+    type Error = XskError;
+
+    fn stats(&self) -> PortStats {
+        let rx_dropped = self
+            .ports
+            .iter()
+            .filter_map(|p| p.sock.statistics().ok())
+            .map(|st| st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs)
+            .sum();
+        PortStats {
+            rx_dropped,
+            ..self.stats
+        }
     }
 
     /// Receives up to `max` frames from each port, asks `decide(port, frame)`
     /// (which may rewrite the frame in place) where each goes, sends them, reaps
     /// completions and refills. Returns how many frames were received.
-    pub fn poll<F>(&mut self, max: usize, mut decide: F) -> Result<usize, XskError>
+    fn poll<F>(&mut self, max: usize, mut decide: F) -> Result<usize, XskError>
     where
         F: FnMut(usize, &mut [u8]) -> Fate,
     {
@@ -229,34 +240,14 @@ impl PortSet {
         Ok(received)
     }
 
-    /// Copies `frame` of port `from` into a free frame of port `to`, queued for
-    /// tx; false when `to` is not in the set or has no free frame.
-    fn copy_out(&mut self, from: usize, to: usize, frame: &UmemFrame) -> bool {
-        let Ok([src, dst]) = self.ports.get_disjoint_mut([from, to]) else {
-            return false;
-        };
-        let Some(mut out) = dst.sock.alloc().or_else(|| {
-            dst.sock.complete();
-            dst.sock.alloc()
-        }) else {
-            return false;
-        };
-        if dst.sock.write(&mut out, src.sock.data(frame)).is_err() {
-            dst.sock.recycle(out);
-            return false;
-        }
-        dst.pending_tx.push(out);
-        true
-    }
-
     /// Waits up to `timeout_ms` for any port to have received frames.
-    pub fn wait(&self, timeout_ms: i32) -> Result<bool, XskError> {
+    fn wait(&self, timeout_ms: i32) -> Result<bool, XskError> {
         crate::sys::xsk::poll_rx_any(self.ports.iter().map(|p| &p.sock), timeout_ms)
     }
 
     /// Kicks tx and reaps completions until nothing is in flight or `deadline`
     /// passes (shutdown). Returns the frames still in flight.
-    pub fn drain_tx(&mut self, deadline: std::time::Instant) -> usize {
+    fn drain_tx(&mut self, deadline: std::time::Instant) -> usize {
         loop {
             let mut in_flight = 0;
             for port in &mut self.ports {

@@ -29,9 +29,10 @@ use xvs_core::forward::{Shared, Snapshot, WorkerStats};
 use xvs_core::service::{Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
 use xvs_core::time::Time;
 use xvs_core::{Director, addr::from_bytes};
+use xvs_io::frames::PortStats;
 use xvs_io::netlink::Netlink;
 use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
-use xvs_io::xsk::{Port, PortSet, PortStats, XskConfig};
+use xvs_io::xsk::{Port, PortSet, XskConfig};
 
 use crate::listing;
 use crate::netview::{self, KernelNet, Wanted};
@@ -222,12 +223,11 @@ pub fn run(path: &Path) -> Result<()> {
     let io = control
         .io
         .iter()
-        .fold(PortStats::default(), |a, b| PortStats {
-            rx: a.rx + b.rx,
-            tx: a.tx + b.tx,
-            tx_dropped: a.tx_dropped + b.tx_dropped,
-        });
-    println!("io: rx {} tx {} tx_dropped {}", io.rx, io.tx, io.tx_dropped);
+        .fold(PortStats::default(), |a, b| a.add(*b));
+    println!(
+        "io: rx {} tx {} tx_dropped {} rx_dropped_by_kernel {}",
+        io.rx, io.tx, io.tx_dropped, io.rx_dropped
+    );
     match failed {
         Some(e) => Err(e),
         None => Ok(()),

@@ -22,7 +22,7 @@ use xvs_core::classify::IfaceId;
 use xvs_core::forward::{Snapshot, WorkerStats};
 use xvs_core::time::Time;
 use xvs_core::{Director, Verdict};
-use xvs_io::xsk::{Fate, PortSet, PortStats};
+use xvs_io::frames::{Fate, FrameIo, PortStats};
 
 /// Frames taken from each port per round.
 pub const BATCH: usize = 64;
@@ -77,15 +77,15 @@ pub struct Report {
     pub io: PortStats,
 }
 
-/// Everything a worker owns.
+/// Everything a worker owns; `P` is its packet I/O (AF_XDP or AF_PACKET).
 #[derive(Debug)]
-pub struct Worker {
+pub struct Worker<P> {
     /// Worker number (= the queue it serves on every interface).
     pub id: usize,
     /// CPU to pin to, if any.
     pub core: Option<usize>,
     /// Its ports, index = `IfaceId`.
-    pub ports: PortSet,
+    pub ports: P,
     /// Its decision engine.
     pub director: Director,
     /// Where new snapshots appear.
@@ -98,7 +98,7 @@ pub struct Worker {
     pub epoch: Instant,
 }
 
-impl Worker {
+impl<P: FrameIo> Worker<P> {
     /// The loop; returns when `stop` is set (after draining tx) or on an I/O error.
     pub fn run(mut self) -> Result<()> {
         if let Some(core) = self.core
@@ -110,7 +110,7 @@ impl Worker {
                 "could not pin the worker to its core"
             );
         }
-        tracing::info!(worker = self.id, core = ?self.core, ports = self.ports.ports().len(), "worker started");
+        tracing::info!(worker = self.id, core = ?self.core, "worker started");
         let mut generation = self.snapshots.generation();
         let mut last_flush = Instant::now();
         let mut idle_rounds = 0u32;
@@ -126,7 +126,7 @@ impl Worker {
                         Verdict::Pass | Verdict::Drop(_) => Fate::Drop,
                     }
                 })
-                .with_context(|| format!("worker {}: AF_XDP", self.id))?;
+                .with_context(|| format!("worker {}: packet I/O", self.id))?;
             if received == 0 {
                 idle_rounds = idle_rounds.saturating_add(1);
                 if idle_rounds > SPIN_ROUNDS {

@@ -416,3 +416,106 @@ services:
         );
     }
 }
+
+/// Runs `xvs ARGS` in `ns` to completion (bounded by xvs itself: these calls
+/// fail at start-up); returns (exit code, stdout + stderr).
+fn xvs_once(lab: &Lab, ns: &str, args: &[&str]) -> (i32, String) {
+    let mut all = vec![env!("CARGO_BIN_EXE_xvs")];
+    all.extend_from_slice(args);
+    let out = lab.try_sh(ns, &all);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Bad input at start-up: a clear error naming the interface / file position
+/// and the cause, a non-zero exit, nothing left attached, and a running
+/// director is not disturbed.
+#[test]
+fn bad_input_is_refused_clearly() {
+    if !privileged("e2e::bad_input_is_refused_clearly") {
+        return;
+    }
+    let mut lab = Lab::new("bad");
+    let net = nat_lab(&mut lab, true, &[8080]);
+    let d = &net.director;
+    let good = NAT_CONFIG.replace("MODE", "auto");
+    let config = lab.file("good.yaml", &good);
+    let config_s = config.to_string_lossy().into_owned();
+
+    // A configuration error: exit 2 with file:line:column, for `check` and `run`.
+    let bad = lab.file(
+        "bad.yaml",
+        &good.replace("port: 8080, weight: 3", "port: 8080, weight: 70000"),
+    );
+    let bad_s = bad.to_string_lossy().into_owned();
+    let line = 1 + good.lines().position(|l| l.contains("weight: 3")).unwrap();
+    for cmd in ["check", "run"] {
+        let (code, out) = xvs_once(&lab, d, &[cmd, "-c", &bad_s]);
+        assert_eq!(code, 2, "xvs {cmd} on a bad file exits 2:\n{out}");
+        assert!(
+            out.contains(&format!("{bad_s}:{line}:")) && out.contains("70000"),
+            "error names file:line and the value:\n{out}"
+        );
+    }
+    let (code, out) = xvs_once(&lab, d, &["check", "-c", &config_s]);
+    assert_eq!(code, 0, "{out}");
+
+    // A missing interface.
+    let missing = lab.file(
+        "missing.yaml",
+        &good.replace("[ext, int]", "[ext, nosuch0]"),
+    );
+    let (code, out) = xvs_once(&lab, d, &["run", "-c", &missing.to_string_lossy()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("nosuch0") && out.contains("not found"),
+        "{out}"
+    );
+
+    // Missing privileges (uid 65534, no capabilities).
+    let mut nobody = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        env!("CARGO_BIN_EXE_xvs"),
+        "run",
+        "-c",
+    ];
+    nobody.push(&config_s);
+    let out = lab.try_sh(d, &nobody);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("interface ext") && text.contains("not permitted"),
+        "names the interface and the cause:\n{text}"
+    );
+
+    // XDP already attached: a second director on the same interfaces fails and
+    // the first keeps serving.
+    let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
+    let first = lab.director(d, &config);
+    let (code, out) = xvs_once(&lab, d, &["run", "-c", &config_s]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("interface ext") && out.contains("attach"),
+        "{out}"
+    );
+    requests(&lab, &net.client, "http://198.18.1.1/who", "198.18.0.10", 2);
+    let (status, logs) = first.stop();
+    assert!(status.success(), "{logs}");
+    for iface in ["ext", "int"] {
+        let link = lab.sh(d, &["ip", "link", "show", iface]);
+        assert!(
+            !link.contains("xdp"),
+            "nothing left attached on {iface}:\n{link}"
+        );
+    }
+}

@@ -710,6 +710,31 @@ impl XskSocket {
         Ok(())
     }
 
+    /// The kernel's drop counters of this socket (`XDP_STATISTICS`): frames
+    /// dropped on receive (no fill buffer, rx ring full, too large), invalid
+    /// descriptors.
+    pub fn statistics(&self) -> Result<libc::xdp_statistics, XskError> {
+        // SAFETY: xdp_statistics is plain integers; all-zero is a valid value.
+        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut optlen = size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: `st` and `optlen` are valid for writes and outlive the call;
+        // `optlen` holds the buffer's exact size (the kernel writes at most that
+        // and shortens it for older layouts); `fd` is an open socket.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut st as *mut libc::xdp_statistics).cast(),
+                &mut optlen,
+            )
+        };
+        if r != 0 {
+            return Err(sys_err("getsockopt(XDP_STATISTICS)"));
+        }
+        Ok(st)
+    }
+
     /// Waits up to `timeout_ms` for the rx ring to have frames (poll(2) POLLIN).
     pub fn poll_rx(&self, timeout_ms: i32) -> Result<bool, XskError> {
         let mut p = libc::pollfd {
