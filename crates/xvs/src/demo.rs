@@ -65,11 +65,19 @@ pub fn demo(clients: u32) -> Result<()> {
         d.process(EXT, now, &mut stray);
         now = now.after_ms(10);
     }
-    listing::print(
-        "xvs demo: decision engine over the built-in lab (no sockets; see README)",
-        &d.snapshot().services,
-        d.shared(),
-        d.stats(),
+    println!("xvs demo: decision engine over the built-in lab (no sockets; see README)");
+    print!(
+        "{}",
+        listing::render(
+            listing::View::Plain,
+            &listing::Inputs {
+                services: &d.snapshot().services,
+                shared: d.shared(),
+                totals: d.stats(),
+                rates: &[],
+                now,
+            }
+        )
     );
     Ok(())
 }

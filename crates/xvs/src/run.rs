@@ -15,6 +15,7 @@
 //! Invariant: nothing stays attached after exit — links, sockets and maps are
 //! file descriptors owned by this process.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use xvs_config::{Backend, Config, IdAllocator, XdpMode as XdpModeConfig};
 use xvs_core::classify::{Action as RuleAction, Classifier};
-use xvs_core::forward::{Shared, Snapshot, WorkerStats};
-use xvs_core::service::{Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
+use xvs_core::forward::{DestTraffic, Shared, Snapshot, WorkerStats};
+use xvs_core::service::{DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
 use xvs_core::time::Time;
 use xvs_core::{Director, addr::from_bytes};
 use xvs_io::frames::PortStats;
@@ -34,7 +35,8 @@ use xvs_io::netlink::Netlink;
 use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
 use xvs_io::xsk::{Port, PortSet, XskConfig};
 
-use crate::listing;
+use crate::ctl::{self, ControlSocket};
+use crate::listing::{self, View};
 use crate::netview::{self, KernelNet, Wanted};
 use crate::worker::{Report, SnapshotCell, Worker};
 
@@ -54,6 +56,19 @@ fn xsk_config() -> XskConfig {
     }
 }
 
+/// Operator overrides of one real server (`xvs drain`, `xvs weight`), kept
+/// across reloads by (service name, address, port).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Override {
+    /// Drained: no new flows, established ones continue.
+    pub drained: bool,
+    /// Weight set at runtime (instead of the configured one).
+    pub weight: Option<u32>,
+}
+
+/// Overrides by (service name, server address, server port).
+pub type Overrides = HashMap<(String, IpAddr, Option<u16>), Override>;
+
 /// Everything the control loop keeps between ticks.
 struct Control {
     path: PathBuf,
@@ -67,6 +82,10 @@ struct Control {
     programs: Vec<SteeringProgram>,
     steered: (Vec<IpAddr>, Vec<IpAddr>),
     totals: WorkerStats,
+    /// Per-server rates over the last second, and the totals they start from.
+    rates: Vec<DestTraffic>,
+    rate_base: (Instant, Vec<DestTraffic>),
+    overrides: Overrides,
     io: Vec<PortStats>,
     asked: Vec<(Wanted, Instant)>,
     /// Whether every real server had a next hop at the last snapshot.
@@ -88,7 +107,7 @@ pub fn run(path: &Path) -> Result<()> {
     let names = &config.director.interfaces;
     let ifindexes = kernel.ifindexes(names)?;
     let mut ids = IdAllocator::new();
-    let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel)?;
+    let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel, &Overrides::new())?;
     let config_sizes = config.director.table_sizes();
     let shared = Arc::new(Shared::new(config_sizes));
     let snapshots = Arc::new(SnapshotCell::new(snap.clone()));
@@ -111,6 +130,12 @@ pub fn run(path: &Path) -> Result<()> {
         })?);
         programs.push(prog);
     }
+    let socket_path = config
+        .director
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(ctl::DEFAULT_SOCKET));
+    let socket = ControlSocket::bind(&socket_path)?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -174,6 +199,9 @@ pub fn run(path: &Path) -> Result<()> {
         programs,
         steered,
         totals: WorkerStats::default(),
+        rates: Vec::new(),
+        rate_base: (Instant::now(), Vec::new()),
+        overrides: Overrides::new(),
         io: Vec::new(),
         asked: Vec::new(),
         resolved: false,
@@ -200,9 +228,12 @@ pub fn run(path: &Path) -> Result<()> {
             }
         }
         if reload.swap(false, Ordering::Relaxed) {
-            control.reload();
+            let _ = control.reload();
         }
+        control.update_rates();
+        socket.serve(|words| control.handle(words));
     }
+    drop(socket);
     stop.store(true, Ordering::Relaxed);
     let mut failed = None;
     for w in workers {
@@ -214,12 +245,8 @@ pub fn run(path: &Path) -> Result<()> {
     }
     control.collect(&reports);
     drop(links);
-    listing::print(
-        "xvs: stopped",
-        &control.snapshots.load().services,
-        &control.shared,
-        &control.totals,
-    );
+    println!("xvs: stopped");
+    print!("{}", control.render(View::Plain));
     let io = control
         .io
         .iter()
@@ -240,11 +267,24 @@ fn build_snapshot(
     config: &Config,
     ids: &mut IdAllocator,
     kernel: &KernelNet,
+    overrides: &Overrides,
 ) -> Result<(Arc<Snapshot>, Vec<Wanted>)> {
     let net = kernel.view(&config.director.interfaces)?;
     let mut specs: Vec<ServiceSpec> = config
         .service_specs_with(ids)
         .context("assigning real server ids")?;
+    for spec in &mut specs {
+        for rs in &mut spec.servers {
+            if let Some(o) = overrides.get(&(spec.name.clone(), rs.addr, rs.port)) {
+                if o.drained && rs.state == DestState::Up {
+                    rs.state = DestState::Drained;
+                }
+                if let Some(w) = o.weight {
+                    rs.weight = w;
+                }
+            }
+        }
+    }
     let macs = config.static_macs(ids);
     let static_mac = |rs: &RealServer| macs.iter().find(|(id, _)| *id == rs.id).map(|m| m.1);
     let (wanted, no_route) = netview::place_servers(&mut specs, &net, static_mac);
@@ -261,6 +301,17 @@ fn build_snapshot(
         }),
         wanted,
     ))
+}
+
+/// `ADDR`, `ADDR:PORT` or `[V6]:PORT`.
+fn parse_server(s: &str) -> Result<(IpAddr, Option<u16>)> {
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        return Ok((addr, None));
+    }
+    let ep: std::net::SocketAddr = s
+        .parse()
+        .with_context(|| format!("server '{s}': expected ADDR, ADDR:PORT or [V6]:PORT"))?;
+    Ok((ep.ip(), Some(ep.port())))
 }
 
 /// Addresses the steering programs send to userspace: VIPs (of tuple services,
@@ -378,33 +429,149 @@ impl Control {
         self.publish(self.config.clone())
     }
 
-    /// SIGHUP: read the file again; keep the running configuration if it is bad.
-    fn reload(&mut self) {
-        match xvs_config::load(&self.path) {
-            Ok(config) => {
+    /// SIGHUP / `xvs reload`: read the file again; keep the running
+    /// configuration if it is bad.
+    fn reload(&mut self) -> Result<()> {
+        let outcome = xvs_config::load(&self.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| {
                 if config.director != self.config.director {
-                    tracing::warn!(
-                        "reload: director settings (interfaces, cores, tables) change only on restart"
-                    );
+                    tracing::warn!("reload: director settings (interfaces, cores, tables) change only on restart");
                 }
-                match self.publish(config) {
-                    Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "reload rejected; the running configuration keeps serving")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "reload rejected; the running configuration keeps serving")
-            }
+                self.publish(config)
+            });
+        match &outcome {
+            Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "reload rejected; the running configuration keeps serving"
+            ),
         }
+        outcome
+    }
+
+    /// A listing of the current state.
+    fn render(&self, view: View) -> String {
+        let snap = self.snapshots.load();
+        listing::render(
+            view,
+            &listing::Inputs {
+                services: &snap.services,
+                shared: &self.shared,
+                totals: &self.totals,
+                rates: &self.rates,
+                now: Time::from_millis(self.epoch.elapsed().as_millis() as u64),
+            },
+        )
+    }
+
+    /// Once a second: per-server rates from the change of the totals.
+    fn update_rates(&mut self) {
+        let (since, base) = &self.rate_base;
+        let dt = since.elapsed().as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        let per_sec = |now: u64, then: u64| (now.saturating_sub(then) as f64 / dt).round() as u64;
+        self.rates = self
+            .totals
+            .dests
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let b = base.get(i).copied().unwrap_or_default();
+                DestTraffic {
+                    conns: per_sec(t.conns, b.conns),
+                    in_packets: per_sec(t.in_packets, b.in_packets),
+                    in_bytes: per_sec(t.in_bytes, b.in_bytes),
+                    out_packets: per_sec(t.out_packets, b.out_packets),
+                    out_bytes: per_sec(t.out_bytes, b.out_bytes),
+                }
+            })
+            .collect();
+        self.rate_base = (Instant::now(), self.totals.dests.clone());
+    }
+
+    /// One control-socket request.
+    fn handle(&mut self, words: &[&str]) -> Result<String> {
+        match words {
+            ["list", rest @ ..] if rest.len() <= 1 => {
+                let view = View::from_flag(rest.first().copied()).with_context(|| {
+                    format!("list takes --stats, --rate, -c or --persistent, not {rest:?}")
+                })?;
+                Ok(self.render(view))
+            }
+            ["zero"] => {
+                self.totals = WorkerStats::default();
+                self.rates.clear();
+                self.rate_base = (Instant::now(), Vec::new());
+                Ok("counters zeroed\n".into())
+            }
+            ["drain", service, server] => self.set_override(service, server, |o| o.drained = true),
+            ["undrain", service, server] => {
+                self.set_override(service, server, |o| o.drained = false)
+            }
+            ["weight", service, server, weight] => {
+                let w: u32 = weight
+                    .parse()
+                    .ok()
+                    .filter(|w| *w <= 65_535)
+                    .with_context(|| format!("weight {weight}: expected 0..=65535"))?;
+                self.set_override(service, server, |o| o.weight = Some(w))
+            }
+            ["reload"] => self.reload().map(|()| "reloaded\n".into()),
+            _ => bail!(
+                "unknown request {words:?} (list [--stats|--rate|-c|--persistent], zero, drain S R, undrain S R, weight S R N, reload)"
+            ),
+        }
+    }
+
+    /// Changes the override of `server` (`ADDR` or `ADDR:PORT`, `[V6]:PORT`) of
+    /// `service` and publishes the result.
+    fn set_override(
+        &mut self,
+        service: &str,
+        server: &str,
+        change: impl FnOnce(&mut Override),
+    ) -> Result<String> {
+        let svc = self
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .with_context(|| format!("no service named '{service}'"))?;
+        let (addr, port) = parse_server(server)?;
+        let matching: Vec<_> = svc
+            .real_servers
+            .iter()
+            .filter(|rs| rs.address == addr && (port.is_none() || rs.port == port))
+            .collect();
+        let rs = match matching.as_slice() {
+            [one] => *one,
+            [] => bail!("service '{service}' has no real server {server}"),
+            _ => bail!("{server} is ambiguous in service '{service}': give the port"),
+        };
+        let key = (service.to_owned(), rs.address, rs.port);
+        let mut o = self.overrides.get(&key).copied().unwrap_or_default();
+        change(&mut o);
+        self.overrides.insert(key, o);
+        self.publish(self.config.clone())?;
+        tracing::info!(service, server, drained = o.drained, weight = ?o.weight, "operator override");
+        Ok(format!(
+            "{service} {server}: {}{}\n",
+            if o.drained { "drained" } else { "in service" },
+            o.weight
+                .map(|w| format!(", weight {w}"))
+                .unwrap_or_default()
+        ))
     }
 
     /// Build and publish the snapshot of `config`; update the steering maps.
     fn publish(&mut self, config: Config) -> Result<()> {
         let mut director_cfg = config;
         director_cfg.director = self.config.director.clone();
-        let (snap, wanted) = build_snapshot(&director_cfg, &mut self.ids, &self.kernel)?;
+        let (snap, wanted) =
+            build_snapshot(&director_cfg, &mut self.ids, &self.kernel, &self.overrides)?;
         snap.services.carry_over(&self.snapshots.load().services);
         let steered = steered_addresses(&director_cfg, &snap.services);
         let (old_vips, old_real) = &self.steered;

@@ -519,3 +519,158 @@ fn bad_input_is_refused_clearly() {
         );
     }
 }
+
+/// `xvs list|drain|undrain|weight|reload|zero` against a running director: a
+/// drained server keeps its long transfer while new connections go elsewhere;
+/// a reload during a transfer keeps it; a broken file on reload changes nothing.
+#[test]
+fn operator_cli_drain_weight_and_reload() {
+    if !privileged("e2e::operator_cli_drain_weight_and_reload") {
+        return;
+    }
+    let mut lab = Lab::new("cli");
+    let net = nat_lab(&mut lab, true, &[8080]);
+    let sock = lab.dir.join("xvs.sock").to_string_lossy().into_owned();
+    let base = format!(
+        r#"
+director:
+  interfaces: [ext, int]
+  cores: [1]
+  control_socket: {sock}
+services:
+  - name: web
+    protocol: tcp
+    vip: 198.18.1.1
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {{address: 198.19.0.10, port: 8080}}
+      - {{address: 198.19.0.11, port: 8080}}
+"#
+    );
+    let config = lab.file("xvs.yaml", &base);
+    let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
+    let director = lab.director(&net.director, &config);
+    let c = &net.client;
+    let d = &net.director;
+    let cli = |args: &[&str]| -> (i32, String) {
+        let mut all = args.to_vec();
+        all.extend(["-S", &sock]);
+        xvs_once(&lab, d, &all)
+    };
+    let url = "http://198.18.1.1/who";
+
+    let (code, list) = cli(&["list"]);
+    assert_eq!(code, 0, "{list}");
+    assert!(
+        list.contains("TCP  198.18.1.1:80 rr")
+            && list.contains("198.19.0.10:8080")
+            && list.contains("198.19.0.11:8080"),
+        "{list}"
+    );
+    let socket_mode = std::fs::metadata(&sock)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(socket_mode.ok(), Some(0o600), "owner-only control socket");
+
+    // A long transfer (4 MiB at 1 MB/s) goes to rs1 (rr starts there); drain rs1.
+    let long = lab.download(c, "http://198.18.1.1/big", "198.18.0.10", "1M");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(long.progress() > 0, "the transfer started");
+    let (code, out) = cli(&["drain", "web", "198.19.0.10:8080"]);
+    assert_eq!(code, 0, "{out}");
+    let after = requests(&lab, c, url, "198.18.0.10", 4);
+    assert_eq!(
+        count(&after, "rs2"),
+        4,
+        "new connections avoid the drained server: {after:?}"
+    );
+    let (_, list) = cli(&["list"]);
+    assert!(list.contains("(drain)"), "listing shows the drain:\n{list}");
+    let body = long
+        .finish()
+        .expect("the drained server's transfer completes");
+    assert!(
+        body == big_body(),
+        "intact after the drain ({} bytes)",
+        body.len()
+    );
+
+    // Undrain, then weight 0 on rs2: everything to rs1.
+    assert_eq!(cli(&["undrain", "web", "198.19.0.10"]).0, 0);
+    let back = requests(&lab, c, url, "198.18.0.10", 2);
+    assert_eq!(
+        (count(&back, "rs1"), count(&back, "rs2")),
+        (1, 1),
+        "{back:?}"
+    );
+    assert_eq!(cli(&["weight", "web", "198.19.0.11:8080", "0"]).0, 0);
+    let w = requests(&lab, c, url, "198.18.0.10", 3);
+    assert_eq!(count(&w, "rs1"), 3, "weight 0 takes no new flows: {w:?}");
+    let (code, out) = cli(&["weight", "web", "198.19.0.11:8080", "70000"]);
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(cli(&["weight", "web", "198.19.0.11:8080", "1"]).0, 0);
+
+    // Reload during a transfer: a new service appears, the transfer goes on.
+    let long = lab.download(c, "http://198.18.1.1/big", "198.18.0.10", "1M");
+    std::thread::sleep(Duration::from_millis(500));
+    let more = base.clone()
+        + r#"  - name: web2
+    protocol: tcp
+    vip: 198.18.1.2
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {address: 198.19.0.11, port: 8080}
+"#;
+    lab.file("xvs.yaml", &more);
+    let (code, out) = cli(&["reload"]);
+    assert_eq!(code, 0, "{out}");
+    let two = requests(&lab, c, "http://198.18.1.2/who", "198.18.0.10", 2);
+    assert_eq!(count(&two, "rs2"), 2, "{two:?}");
+    // A broken file: exit 2, nothing changes, the transfer goes on.
+    lab.file("xvs.yaml", &more.replace("port: 8080}", "port: 0}"));
+    let (code, out) = cli(&["reload"]);
+    assert_eq!(code, 2, "a rejected reload exits 2:\n{out}");
+    assert!(out.contains("xvs.yaml:"), "names the file position:\n{out}");
+    requests(&lab, c, "http://198.18.1.2/who", "198.18.0.10", 1);
+    let body = long.finish().expect("transfer across reloads");
+    assert!(
+        body == big_body(),
+        "intact across reloads ({} bytes)",
+        body.len()
+    );
+
+    // The other views and zero.
+    for (flag, header) in [
+        ("--stats", "InBytes"),
+        ("--rate", "CPS"),
+        ("-c", "FromIP"),
+        ("--persistent", "Scope"),
+    ] {
+        let (code, out) = cli(&["list", flag]);
+        assert!(code == 0 && out.contains(header), "list {flag}:\n{out}");
+    }
+    let (_, conns) = cli(&["list", "-c"]);
+    assert!(
+        conns.contains("198.18.0.10:") && conns.contains("198.19.0.1"),
+        "{conns}"
+    );
+    assert_eq!(cli(&["zero"]).0, 0);
+    let (_, stats) = cli(&["list", "--stats"]);
+    let rs_lines: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.contains("->") && l.contains(":8080"))
+        .collect();
+    assert!(
+        rs_lines
+            .iter()
+            .all(|l| l.split_whitespace().nth(3) == Some("0")),
+        "zeroed conns:\n{stats}"
+    );
+    let (status, logs) = director.stop();
+    assert!(status.success(), "{logs}");
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "control socket removed at exit"
+    );
+}

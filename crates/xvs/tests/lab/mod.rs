@@ -507,3 +507,59 @@ pub fn nat_lab(lab: &mut Lab, client_tx_csum: bool, ports: &[u16]) -> NatLab {
         switch,
     }
 }
+
+/// A download running in the background (ended by PID on drop).
+#[derive(Debug)]
+pub struct Download {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Lab {
+    /// Starts `curl` in `ns` fetching `url` at `rate` (e.g. "1M") into a file.
+    pub fn download(&self, ns: &str, url: &str, src: &str, rate: &str) -> Download {
+        let out = self
+            .dir
+            .join(format!("dl-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-sS", "--max-time", "30"])
+            .args(["--limit-rate", rate, "--interface", src, "-o"])
+            .arg(&out)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn curl");
+        Download { child, out }
+    }
+}
+
+impl Download {
+    /// Waits for the download (bounded by curl's own 30 s limit); its bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>, String> {
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            let mut err = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(format!("{status}: {err}"));
+        }
+        fs::read(&self.out).map_err(|e| e.to_string())
+    }
+
+    /// Bytes received so far.
+    pub fn progress(&self) -> u64 {
+        fs::metadata(&self.out).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
