@@ -36,9 +36,11 @@ pub struct PortStats {
     pub rx_dropped: u64,
 }
 
-impl PortStats {
+impl std::ops::Add for PortStats {
+    type Output = PortStats;
+
     /// Field-wise sum.
-    pub fn add(self, o: PortStats) -> PortStats {
+    fn add(self, o: PortStats) -> PortStats {
         PortStats {
             rx: self.rx + o.rx,
             tx: self.tx + o.tx,

@@ -250,7 +250,7 @@ pub fn run(path: &Path) -> Result<()> {
     let io = control
         .io
         .iter()
-        .fold(PortStats::default(), |a, b| a.add(*b));
+        .fold(PortStats::default(), |a, b| a + *b);
     println!(
         "io: rx {} tx {} tx_dropped {} rx_dropped_by_kernel {}",
         io.rx, io.tx, io.tx_dropped, io.rx_dropped
