@@ -14,13 +14,15 @@ done
 
 # Privileged tests build namespace labs with iproute2 (`ip`), set veth offloads with
 # ethtool, drop capabilities with util-linux's `setpriv`, and run real clients and
-# servers (curl, python3's http.server); install them when missing (Debian names).
+# servers (curl, python3's http.server); xvs itself needs nft in AF_PACKET mode.
+# Install them when missing (Debian names).
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v nft >/dev/null 2>&1 || missing+=(nftables) # AF_PACKET mode's guard table
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

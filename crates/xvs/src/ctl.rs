@@ -35,13 +35,13 @@ impl ControlSocket {
     /// missing). A stale socket file of a dead director is replaced; a live
     /// one is an error (two directors would fight over it).
     pub fn bind(path: &Path) -> Result<ControlSocket> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("control socket directory {}", dir.display()))?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("control socket directory {}", dir.display()))?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("control socket directory {}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("control socket directory {}", dir.display()))?;
         }
         if path.exists() {
             if UnixStream::connect(path).is_ok() {

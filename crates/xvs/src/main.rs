@@ -21,6 +21,7 @@ mod demo;
 mod listing;
 mod netview;
 mod run;
+mod steering;
 mod worker;
 
 const USAGE: &str = "usage: xvs run -c FILE        run the director on the configuration in FILE

@@ -30,14 +30,17 @@ use xvs_core::forward::{DestTraffic, Shared, Snapshot, WorkerStats};
 use xvs_core::service::{DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
 use xvs_core::time::Time;
 use xvs_core::{Director, addr::from_bytes};
+use xvs_io::frames::FrameIo;
 use xvs_io::frames::PortStats;
 use xvs_io::netlink::Netlink;
-use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
+use xvs_io::packet::PacketPortSet;
+use xvs_io::steer::XdpMode;
 use xvs_io::xsk::{Port, PortSet, XskConfig};
 
 use crate::ctl::{self, ControlSocket};
 use crate::listing::{self, View};
 use crate::netview::{self, KernelNet, Wanted};
+use crate::steering::{GroOff, Steered, Steering};
 use crate::worker::{Report, SnapshotCell, Worker};
 
 /// Period of the control loop.
@@ -79,8 +82,7 @@ struct Control {
     ifindexes: Vec<u32>,
     shared: Arc<Shared>,
     snapshots: Arc<SnapshotCell>,
-    programs: Vec<SteeringProgram>,
-    steered: (Vec<IpAddr>, Vec<IpAddr>),
+    steering: Steering,
     totals: WorkerStats,
     /// Per-server rates over the last second, and the totals they start from.
     rates: Vec<DestTraffic>,
@@ -99,9 +101,6 @@ struct Control {
 /// Runs the director on `path` until SIGTERM / SIGINT.
 pub fn run(path: &Path) -> Result<()> {
     let config = xvs_config::load(path).map_err(crate::ConfigRejected)?;
-    if config.director.backend != Backend::AfXdp {
-        bail!("backend af_packet: not implemented yet (use af_xdp)");
-    }
     let mut netlink = Netlink::open().context("rtnetlink")?;
     let kernel = KernelNet::read(&mut netlink).context("reading links, routes and neighbours")?;
     let names = &config.director.interfaces;
@@ -111,25 +110,23 @@ pub fn run(path: &Path) -> Result<()> {
     let config_sizes = config.director.table_sizes();
     let shared = Arc::new(Shared::new(config_sizes));
     let snapshots = Arc::new(SnapshotCell::new(snap.clone()));
-    let steered = steered_addresses(&config, &snap.services);
-    let mode = match config.director.xdp_mode {
-        XdpModeConfig::Auto => XdpMode::Auto,
-        XdpModeConfig::Native => XdpMode::Native,
-        XdpModeConfig::Generic => XdpMode::Generic,
+    let want = steered_addresses(&config, &snap.services, &kernel.addresses, &[]);
+    let backend = config.director.backend;
+    let _gro = match (backend, config.director.xdp_mode) {
+        (Backend::AfXdp, XdpModeConfig::Native | XdpModeConfig::Auto) => GroOff::default(),
+        _ => GroOff::apply(names)?,
     };
-    let mut programs = Vec::new();
-    let mut links: Vec<XdpLink> = Vec::new();
-    for (name, &index) in names.iter().zip(&ifindexes) {
-        let prog = SteeringProgram::load(&steered.0, &steered.1)
-            .with_context(|| format!("interface {name}: loading the steering program"))?;
-        for local in &kernel.addresses {
-            prog.add_local(*local)?;
+    let steering = match backend {
+        Backend::AfXdp => {
+            let mode = match config.director.xdp_mode {
+                XdpModeConfig::Auto => XdpMode::Auto,
+                XdpModeConfig::Native => XdpMode::Native,
+                XdpModeConfig::Generic => XdpMode::Generic,
+            };
+            Steering::xdp(names, &ifindexes, mode, &want)?
         }
-        links.push(prog.attach(index, mode).with_context(|| {
-            format!("interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)")
-        })?);
-        programs.push(prog);
-    }
+        Backend::AfPacket => Steering::packet(names, &want)?,
+    };
     let socket_path = config
         .director
         .control_socket
@@ -148,30 +145,47 @@ pub fn run(path: &Path) -> Result<()> {
     let epoch = Instant::now();
     let mut workers = Vec::new();
     for (id, &core) in config.director.cores.iter().enumerate() {
-        let mut ports = Vec::new();
-        for (name, prog) in names.iter().zip(&programs) {
-            let port = Port::open(name, id as u32, xsk_config())
-                .with_context(|| format!("interface {name}: AF_XDP socket on queue {id}"))?;
-            prog.set_socket(id as u32, port.fd())
-                .with_context(|| format!("interface {name}: XSKMAP entry for queue {id}"))?;
-            ports.push(port);
-        }
-        let worker = Worker {
-            id,
-            core: Some(core),
-            ports: PortSet::new(ports),
-            director: Director::new(shared.clone(), snap.clone()),
-            snapshots: snapshots.clone(),
-            stop: stop.clone(),
-            reports: reports_tx.clone(),
-            epoch,
+        let director = Director::new(shared.clone(), snap.clone());
+        let handle = match backend {
+            Backend::AfXdp => {
+                let mut ports = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let port = Port::open(name, id as u32, xsk_config()).with_context(|| {
+                        format!("interface {name}: AF_XDP socket on queue {id}")
+                    })?;
+                    steering
+                        .bind_socket(i, id as u32, port.fd())
+                        .with_context(|| format!("interface {name}: queue {id}"))?;
+                    ports.push(port);
+                }
+                spawn(Worker {
+                    id,
+                    core: Some(core),
+                    ports: PortSet::new(ports),
+                    director,
+                    snapshots: snapshots.clone(),
+                    stop: stop.clone(),
+                    reports: reports_tx.clone(),
+                    epoch,
+                })?
+            }
+            Backend::AfPacket => {
+                let ifs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let ports =
+                    PacketPortSet::open(&ifs, Some(fanout_group())).context("AF_PACKET sockets")?;
+                spawn(Worker {
+                    id,
+                    core: Some(core),
+                    ports,
+                    director,
+                    snapshots: snapshots.clone(),
+                    stop: stop.clone(),
+                    reports: reports_tx.clone(),
+                    epoch,
+                })?
+            }
         };
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("xvs-worker-{id}"))
-                .spawn(move || worker.run())
-                .context("spawning a worker")?,
-        );
+        workers.push(handle);
     }
     drop(reports_tx);
     tracing::info!(
@@ -196,8 +210,7 @@ pub fn run(path: &Path) -> Result<()> {
         ifindexes,
         shared,
         snapshots,
-        programs,
-        steered,
+        steering,
         totals: WorkerStats::default(),
         rates: Vec::new(),
         rate_base: (Instant::now(), Vec::new()),
@@ -244,13 +257,9 @@ pub fn run(path: &Path) -> Result<()> {
         }
     }
     control.collect(&reports);
-    drop(links);
     println!("xvs: stopped");
     print!("{}", control.render(View::Plain));
-    let io = control
-        .io
-        .iter()
-        .fold(PortStats::default(), |a, b| a + *b);
+    let io = control.io.iter().fold(PortStats::default(), |a, b| a + *b);
     println!(
         "io: rx {} tx {} tx_dropped {} rx_dropped_by_kernel {}",
         io.rx, io.tx, io.tx_dropped, io.rx_dropped
@@ -314,12 +323,18 @@ fn parse_server(s: &str) -> Result<(IpAddr, Option<u16>)> {
     Ok((ep.ip(), Some(ep.port())))
 }
 
-/// Addresses the steering programs send to userspace: VIPs (of tuple services,
-/// and the single-address destinations of rules that set a mark) and the NAT
-/// real servers (their replies).
-fn steered_addresses(config: &Config, services: &ServiceTable) -> (Vec<IpAddr>, Vec<IpAddr>) {
+/// What the kernel must hand to the workers: VIPs (of tuple services, and the
+/// single-address destinations of rules that set a mark), the NAT real servers
+/// (their replies) plus `keep` (servers steered before: connections to a removed
+/// server may still be open), and the director's own addresses `locals`.
+fn steered_addresses(
+    config: &Config,
+    services: &ServiceTable,
+    locals: &[IpAddr],
+    keep: &[IpAddr],
+) -> Steered {
     let mut vips = Vec::new();
-    let mut real = Vec::new();
+    let mut real = keep.to_vec();
     for svc in services.services() {
         if let ServiceKey::Tuple { addr, .. } = svc.key {
             vips.push(addr);
@@ -345,7 +360,27 @@ fn steered_addresses(config: &Config, services: &ServiceTable) -> (Vec<IpAddr>, 
     vips.dedup();
     real.sort();
     real.dedup();
-    (vips, real)
+    Steered {
+        vips,
+        real_servers: real,
+        locals: locals.to_vec(),
+    }
+}
+
+/// Starts a worker on its own thread.
+fn spawn<P: FrameIo + Send + 'static>(
+    worker: Worker<P>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    std::thread::Builder::new()
+        .name(format!("xvs-worker-{}", worker.id))
+        .spawn(move || worker.run())
+        .context("spawning a worker")
+}
+
+/// The AF_PACKET fanout group of this process (one group per interface socket
+/// set; unique per process so two directors never share one).
+fn fanout_group() -> u16 {
+    (std::process::id() & 0xffff) as u16
 }
 
 impl Control {
@@ -408,23 +443,6 @@ impl Control {
             return Ok(());
         }
         tracing::debug!(neighbours = ?kernel.neighbours, "network changed");
-        for prog in &self.programs {
-            for a in kernel
-                .addresses
-                .iter()
-                .filter(|a| !self.kernel.addresses.contains(a))
-            {
-                prog.add_local(*a)?;
-            }
-            for a in self
-                .kernel
-                .addresses
-                .iter()
-                .filter(|a| !kernel.addresses.contains(a))
-            {
-                prog.remove_local(*a)?;
-            }
-        }
         self.kernel = kernel;
         self.publish(self.config.clone())
     }
@@ -573,30 +591,14 @@ impl Control {
         let (snap, wanted) =
             build_snapshot(&director_cfg, &mut self.ids, &self.kernel, &self.overrides)?;
         snap.services.carry_over(&self.snapshots.load().services);
-        let steered = steered_addresses(&director_cfg, &snap.services);
-        let (old_vips, old_real) = &self.steered;
-        for prog in &self.programs {
-            for vip in steered.0.iter().filter(|a| !old_vips.contains(a)) {
-                prog.add_vip(*vip)?;
-            }
-            for rs in steered.1.iter().filter(|a| !old_real.contains(a)) {
-                prog.add_real_server(*rs)?;
-            }
-            for vip in old_vips.iter().filter(|a| !steered.0.contains(a)) {
-                prog.remove_vip(*vip)?;
-            }
-        }
-        // Real servers stay steered once added: connections to a removed server
-        // may still be open, and their replies must keep reaching the workers.
-        let kept: Vec<IpAddr> = old_real
-            .iter()
-            .filter(|a| !steered.1.contains(a))
-            .copied()
-            .collect();
-        let mut steered = steered;
-        steered.1.extend(kept);
+        let want = steered_addresses(
+            &director_cfg,
+            &snap.services,
+            &self.kernel.addresses,
+            &self.steering.current().real_servers,
+        );
+        self.steering.update(want)?;
         let rules_changed = director_cfg.rules != self.config.rules;
-        self.steered = steered;
         self.config = director_cfg;
         self.snapshots.publish(snap.clone());
         if rules_changed {

@@ -5,8 +5,10 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment naming each precondition.
 
 pub mod bpf;
+pub mod ethtool;
 pub mod netlink;
 pub mod packet;
+pub mod tpacket;
 pub mod xsk;
 
 use std::ffi::CString;

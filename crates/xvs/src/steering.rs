@@ -1,0 +1,272 @@
+//! Which frames the kernel hands to the workers, and which it keeps. Layer:
+//! binary (control side), over the two backends:
+//!
+//! - **AF_XDP**: one XDP steering program per interface (its own maps; a
+//!   program's XSKMAP is keyed by queue only), attached through a bpf_link —
+//!   frames to a VIP and NAT replies from real servers go to the sockets,
+//!   everything else to the kernel ([`xvs_io::steer`]).
+//! - **AF_PACKET**: the workers see every frame (a tap), so the kernel must not
+//!   *also* act on the ones the workers forward: an nftables table `inet xvs`
+//!   drops, at prerouting priority -300 on the director's interfaces, frames to a
+//!   VIP and NAT replies from real servers (not those to the director's own,
+//!   multicast or broadcast addresses: health checks, ND, VRRP stay the
+//!   kernel's). AF_PACKET taps run before netfilter, so the workers still get them.
+//!
+//! Invariant: nothing outlives the process — XDP links close with their file
+//! descriptors; the nftables table is deleted on drop (and replaced at start
+//! if a crashed run left one behind).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
+
+/// The addresses that decide what the workers get.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Steered {
+    /// Virtual addresses: frames to them are the workers'.
+    pub vips: Vec<IpAddr>,
+    /// NAT real servers: their frames to non-local unicast addresses are replies.
+    pub real_servers: Vec<IpAddr>,
+    /// The director's own addresses.
+    pub locals: Vec<IpAddr>,
+}
+
+/// The steering of one backend.
+#[derive(Debug)]
+pub enum Steering {
+    /// XDP programs (index = interface), kept attached by their links.
+    Xdp {
+        /// One program per interface.
+        programs: Vec<SteeringProgram>,
+        /// Their attachments, held only to be dropped (which detaches).
+        _links: Vec<XdpLink>,
+        /// What the maps hold.
+        current: Steered,
+    },
+    /// The nftables guard of AF_PACKET mode.
+    Packet {
+        /// The director's interfaces.
+        interfaces: Vec<String>,
+        /// What the table holds.
+        current: Steered,
+    },
+}
+
+impl Steering {
+    /// Loads and attaches one steering program per interface.
+    pub fn xdp(
+        names: &[String],
+        ifindexes: &[u32],
+        mode: XdpMode,
+        want: &Steered,
+    ) -> Result<Steering> {
+        let mut programs = Vec::new();
+        let mut links = Vec::new();
+        for (name, &index) in names.iter().zip(ifindexes) {
+            let prog = SteeringProgram::load(&want.vips, &want.real_servers)
+                .with_context(|| format!("interface {name}: loading the steering program"))?;
+            for local in &want.locals {
+                prog.add_local(*local)
+                    .with_context(|| format!("interface {name}: steering map"))?;
+            }
+            links.push(prog.attach(index, mode).with_context(|| {
+                format!(
+                    "interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)"
+                )
+            })?);
+            programs.push(prog);
+        }
+        Ok(Steering::Xdp {
+            programs,
+            _links: links,
+            current: want.clone(),
+        })
+    }
+
+    /// Installs the nftables guard for AF_PACKET mode.
+    pub fn packet(names: &[String], want: &Steered) -> Result<Steering> {
+        nft(&ruleset(names, want)).context("installing the nftables guard (table inet xvs)")?;
+        Ok(Steering::Packet {
+            interfaces: names.to_vec(),
+            current: want.clone(),
+        })
+    }
+
+    /// Binds rx queue `queue` of interface `iface` to an AF_XDP socket (XDP only).
+    pub fn bind_socket(&self, iface: usize, queue: u32, fd: BorrowedFd<'_>) -> Result<()> {
+        if let Steering::Xdp { programs, .. } = self {
+            programs[iface]
+                .set_socket(queue, fd)
+                .context("XSKMAP entry")?;
+        }
+        Ok(())
+    }
+
+    /// What is steered now.
+    pub fn current(&self) -> &Steered {
+        match self {
+            Steering::Xdp { current, .. } | Steering::Packet { current, .. } => current,
+        }
+    }
+
+    /// Brings the maps / the guard to `want`.
+    pub fn update(&mut self, want: Steered) -> Result<()> {
+        if *self.current() == want {
+            return Ok(());
+        }
+        match self {
+            Steering::Xdp {
+                programs, current, ..
+            } => {
+                for prog in programs.iter() {
+                    let added = |new: &[IpAddr], old: &[IpAddr]| -> Vec<IpAddr> {
+                        new.iter().filter(|a| !old.contains(a)).copied().collect()
+                    };
+                    for a in added(&want.vips, &current.vips) {
+                        prog.add_vip(a)?;
+                    }
+                    for a in added(&current.vips, &want.vips) {
+                        prog.remove_vip(a)?;
+                    }
+                    for a in added(&want.real_servers, &current.real_servers) {
+                        prog.add_real_server(a)?;
+                    }
+                    for a in added(&current.real_servers, &want.real_servers) {
+                        prog.remove_real_server(a)?;
+                    }
+                    for a in added(&want.locals, &current.locals) {
+                        prog.add_local(a)?;
+                    }
+                    for a in added(&current.locals, &want.locals) {
+                        prog.remove_local(a)?;
+                    }
+                }
+                *current = want;
+            }
+            Steering::Packet {
+                interfaces,
+                current,
+            } => {
+                nft(&ruleset(interfaces, &want)).context("updating the nftables guard")?;
+                *current = want;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        if let Steering::Packet { .. } = self
+            && let Err(e) = nft("delete table inet xvs\n")
+        {
+            tracing::warn!(error = %format!("{e:#}"), "removing the nftables guard");
+        }
+    }
+}
+
+/// The guard table, replacing any previous one in one transaction.
+fn ruleset(interfaces: &[String], s: &Steered) -> String {
+    let set = |v6: bool, addrs: &[IpAddr]| -> String {
+        let items: Vec<String> = addrs
+            .iter()
+            .filter(|a| a.is_ipv6() == v6)
+            .map(IpAddr::to_string)
+            .collect();
+        if items.is_empty() {
+            String::new()
+        } else {
+            format!("elements = {{ {} }}", items.join(", "))
+        }
+    };
+    let ifs: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
+    let ifs = ifs.join(", ");
+    format!(
+        "table inet xvs {{}}
+delete table inet xvs
+table inet xvs {{
+  set vip4 {{ type ipv4_addr; {vip4} }}
+  set vip6 {{ type ipv6_addr; {vip6} }}
+  set rs4 {{ type ipv4_addr; {rs4} }}
+  set rs6 {{ type ipv6_addr; {rs6} }}
+  set local4 {{ type ipv4_addr; {local4} }}
+  set local6 {{ type ipv6_addr; {local6} }}
+  chain guard {{
+    type filter hook prerouting priority -300; policy accept;
+    iifname {{ {ifs} }} ip daddr @vip4 drop
+    iifname {{ {ifs} }} ip6 daddr @vip6 drop
+    iifname {{ {ifs} }} ip saddr @rs4 ip daddr != @local4 ip daddr != 224.0.0.0/3 drop
+    iifname {{ {ifs} }} ip6 saddr @rs6 ip6 daddr != @local6 ip6 daddr != {{ ff00::/8, fe80::/10 }} drop
+  }}
+}}
+",
+        vip4 = set(false, &s.vips),
+        vip6 = set(true, &s.vips),
+        rs4 = set(false, &s.real_servers),
+        rs6 = set(true, &s.real_servers),
+        local4 = set(false, &s.locals),
+        local6 = set(true, &s.locals),
+    )
+}
+
+/// Runs `nft -f -` with `script`.
+fn nft(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (install the nftables package)")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(script.as_bytes())
+        .context("writing to nft")?;
+    let out = child.wait_with_output().context("waiting for nft")?;
+    if !out.status.success() {
+        bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// GRO turned off on the interfaces where it was on (generic XDP and AF_PACKET
+/// see frames after GRO; an aggregated frame fits no AF_XDP frame or ring slot);
+/// turned back on at drop.
+#[derive(Debug, Default)]
+pub struct GroOff {
+    restore: Vec<String>,
+}
+
+impl GroOff {
+    /// Turns GRO off on each of `names` that has it on.
+    pub fn apply(names: &[String]) -> Result<GroOff> {
+        let mut guard = GroOff::default();
+        for name in names {
+            let on = xvs_io::sys::ethtool::gro(name)
+                .with_context(|| format!("interface {name}: reading GRO (ETHTOOL_GGRO)"))?;
+            if on {
+                xvs_io::sys::ethtool::set_gro(name, false)
+                    .with_context(|| format!("interface {name}: turning GRO off"))?;
+                tracing::warn!(interface = %name, "GRO turned off for this mode (restored at exit)");
+                guard.restore.push(name.clone());
+            }
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for GroOff {
+    fn drop(&mut self) {
+        for name in &self.restore {
+            if let Err(e) = xvs_io::sys::ethtool::set_gro(name, true) {
+                tracing::warn!(interface = %name, error = %e, "could not turn GRO back on");
+            }
+        }
+    }
+}
