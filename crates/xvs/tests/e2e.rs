@@ -326,13 +326,24 @@ services:
     assert!(status.success(), "{logs}");
 }
 
-/// Direct routing on one L2 segment: the real servers hold the VIP on `lo`
-/// (arp_ignore / arp_announce) and answer the client themselves.
 #[test]
-fn direct_routing_on_a_shared_segment() {
-    if !privileged("e2e::direct_routing_on_a_shared_segment") {
-        return;
+fn direct_routing_on_a_shared_segment_af_xdp() {
+    if privileged("e2e::direct_routing_on_a_shared_segment_af_xdp") {
+        direct_routing("xdp_mode: auto");
     }
+}
+
+#[test]
+fn direct_routing_on_a_shared_segment_af_packet() {
+    if privileged("e2e::direct_routing_on_a_shared_segment_af_packet") {
+        direct_routing("backend: af_packet");
+    }
+}
+
+/// Direct routing on one L2 segment: the real servers hold the VIP on `lo`
+/// (arp_ignore / arp_announce) and answer the client themselves. `io` is the
+/// backend line of the configuration.
+fn direct_routing(io: &str) {
     let mut lab = Lab::new("dr");
     let client = lab.ns("cl");
     let dir = lab.ns("dir");
@@ -388,10 +399,11 @@ fn direct_routing_on_a_shared_segment() {
     }
     let config = lab.file(
         "xvs.yaml",
-        r#"
+        &r#"
 director:
   interfaces: [ext]
   cores: [1]
+  IO
 services:
   - name: dr
     protocol: tcp
@@ -402,7 +414,8 @@ services:
     real_servers:
       - {address: 198.18.0.20}
       - {address: 198.18.0.21}
-"#,
+"#
+        .replace("IO", io),
     );
     let director = lab.director(&dir, &config);
     let got = requests(&lab, &client, "http://198.18.1.2/who", "198.18.0.10", 4);
