@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+mod control;
 mod ctl;
 mod demo;
 mod listing;

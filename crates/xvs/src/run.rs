@@ -2,34 +2,30 @@
 //! loop, shutdown).
 //!
 //! Start-up: configuration → the kernel's view of the network (rtnetlink) →
-//! next hops of the real servers → the first snapshot → one steering program per
-//! interface (VIPs and NAT real servers in its maps), attached through a bpf_link
-//! → per worker one AF_XDP socket per interface on the worker's queue → workers.
-//! Then the control loop, every [`TICK`]: collect the workers' counters, ask the
-//! kernel to resolve the neighbours they missed, re-read the network and publish a
-//! new snapshot when it changed; SIGHUP reloads the configuration (an invalid
-//! file is rejected and the running one keeps serving); SIGTERM / SIGINT stop the
-//! workers (they drain tx), the programs detach as their links close, and the
-//! final counters are listed.
+//! next hops of the real servers → the first snapshot → the steering of the
+//! backend ([`crate::steering`]: an XDP program per interface, or the nftables
+//! guard for AF_PACKET) → per worker one socket per interface on the worker's
+//! queue (AF_XDP) or fanout group (AF_PACKET) → workers → the control socket.
+//! Then the control loop ([`crate::control`]), every [`TICK`]: sweeps, the
+//! workers' counters, neighbour resolution, the network re-read and a new
+//! snapshot when it changed, SIGHUP reloads, control-socket requests.
+//! SIGTERM / SIGINT stop the workers (they drain tx), the final counters are
+//! listed, and the steering goes with the process.
 //!
 //! Invariant: nothing stays attached after exit — links, sockets and maps are
-//! file descriptors owned by this process.
+//! file descriptors owned by this process; the guard table and GRO settings
+//! are restored by their owners' `Drop`.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use xvs_config::{Backend, Config, IdAllocator, XdpMode as XdpModeConfig};
-use xvs_core::classify::{Action as RuleAction, Classifier};
-use xvs_core::forward::{DestTraffic, Shared, Snapshot, WorkerStats};
-use xvs_core::service::{DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
-use xvs_core::time::Time;
-use xvs_core::{Director, addr::from_bytes};
+use anyhow::{Context, Result};
+use xvs_config::{Backend, IdAllocator, XdpMode as XdpModeConfig};
+use xvs_core::Director;
+use xvs_core::forward::{Shared, WorkerStats};
 use xvs_io::frames::FrameIo;
 use xvs_io::frames::PortStats;
 use xvs_io::netlink::Netlink;
@@ -37,10 +33,11 @@ use xvs_io::packet::PacketPortSet;
 use xvs_io::steer::XdpMode;
 use xvs_io::xsk::{Port, PortSet, XskConfig};
 
+use crate::control::{Control, Overrides, build_snapshot, steered_addresses};
 use crate::ctl::{self, ControlSocket};
-use crate::listing::{self, View};
-use crate::netview::{self, KernelNet, Wanted};
-use crate::steering::{GroOff, Steered, Steering};
+use crate::listing::View;
+use crate::netview::KernelNet;
+use crate::steering::{GroOff, Steering};
 use crate::worker::{Report, SnapshotCell, Worker};
 
 /// Period of the control loop.
@@ -57,45 +54,6 @@ fn xsk_config() -> XskConfig {
         fill_size: 1024,
         ring_size: 1024,
     }
-}
-
-/// Operator overrides of one real server (`xvs drain`, `xvs weight`), kept
-/// across reloads by (service name, address, port).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Override {
-    /// Drained: no new flows, established ones continue.
-    pub drained: bool,
-    /// Weight set at runtime (instead of the configured one).
-    pub weight: Option<u32>,
-}
-
-/// Overrides by (service name, server address, server port).
-pub type Overrides = HashMap<(String, IpAddr, Option<u16>), Override>;
-
-/// Everything the control loop keeps between ticks.
-struct Control {
-    path: PathBuf,
-    config: Config,
-    ids: IdAllocator,
-    netlink: Netlink,
-    kernel: KernelNet,
-    ifindexes: Vec<u32>,
-    shared: Arc<Shared>,
-    snapshots: Arc<SnapshotCell>,
-    steering: Steering,
-    totals: WorkerStats,
-    /// Per-server rates over the last second, and the totals they start from.
-    rates: Vec<DestTraffic>,
-    rate_base: (Instant, Vec<DestTraffic>),
-    overrides: Overrides,
-    io: Vec<PortStats>,
-    asked: Vec<(Wanted, Instant)>,
-    /// Whether every real server had a next hop at the last snapshot.
-    resolved: bool,
-    /// Time zero of the workers' clock.
-    epoch: Instant,
-    /// Sweep budget per shard per tick (a full pass every second).
-    sweep_budget: usize,
 }
 
 /// Runs the director on `path` until SIGTERM / SIGINT.
@@ -270,103 +228,6 @@ pub fn run(path: &Path) -> Result<()> {
     }
 }
 
-/// The snapshot of `config` over the network `kernel` describes, and the
-/// neighbours still to resolve.
-fn build_snapshot(
-    config: &Config,
-    ids: &mut IdAllocator,
-    kernel: &KernelNet,
-    overrides: &Overrides,
-) -> Result<(Arc<Snapshot>, Vec<Wanted>)> {
-    let net = kernel.view(&config.director.interfaces)?;
-    let mut specs: Vec<ServiceSpec> = config
-        .service_specs_with(ids)
-        .context("assigning real server ids")?;
-    for spec in &mut specs {
-        for rs in &mut spec.servers {
-            if let Some(o) = overrides.get(&(spec.name.clone(), rs.addr, rs.port)) {
-                if o.drained && rs.state == DestState::Up {
-                    rs.state = DestState::Drained;
-                }
-                if let Some(w) = o.weight {
-                    rs.weight = w;
-                }
-            }
-        }
-    }
-    let macs = config.static_macs(ids);
-    let static_mac = |rs: &RealServer| macs.iter().find(|(id, _)| *id == rs.id).map(|m| m.1);
-    let (wanted, no_route) = netview::place_servers(&mut specs, &net, static_mac);
-    for addr in no_route {
-        tracing::warn!(%addr, "real server has no route through the director's interfaces");
-    }
-    let services = ServiceTable::build(&specs).context("building the service table")?;
-    let rules = Classifier::compile(&config.rules).context("compiling the mark rules")?;
-    Ok((
-        Arc::new(Snapshot {
-            services,
-            rules,
-            net,
-        }),
-        wanted,
-    ))
-}
-
-/// `ADDR`, `ADDR:PORT` or `[V6]:PORT`.
-fn parse_server(s: &str) -> Result<(IpAddr, Option<u16>)> {
-    if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok((addr, None));
-    }
-    let ep: std::net::SocketAddr = s
-        .parse()
-        .with_context(|| format!("server '{s}': expected ADDR, ADDR:PORT or [V6]:PORT"))?;
-    Ok((ep.ip(), Some(ep.port())))
-}
-
-/// What the kernel must hand to the workers: VIPs (of tuple services, and the
-/// single-address destinations of rules that set a mark), the NAT real servers
-/// (their replies) plus `keep` (servers steered before: connections to a removed
-/// server may still be open), and the director's own addresses `locals`.
-fn steered_addresses(
-    config: &Config,
-    services: &ServiceTable,
-    locals: &[IpAddr],
-    keep: &[IpAddr],
-) -> Steered {
-    let mut vips = Vec::new();
-    let mut real = keep.to_vec();
-    for svc in services.services() {
-        if let ServiceKey::Tuple { addr, .. } = svc.key {
-            vips.push(addr);
-        }
-        for rs in svc.dests.iter() {
-            if rs.method == Method::Nat {
-                real.push(rs.addr);
-            }
-        }
-    }
-    for rule in &config.rules {
-        if let RuleAction::Mark(_) = rule.action {
-            for net in &rule.dst {
-                if net.prefix_len() == net.max_prefix_len() {
-                    vips.push(net.addr());
-                } else {
-                    tracing::warn!(%net, "mark rule destination is a range: only single addresses are steered");
-                }
-            }
-        }
-    }
-    vips.sort();
-    vips.dedup();
-    real.sort();
-    real.dedup();
-    Steered {
-        vips,
-        real_servers: real,
-        locals: locals.to_vec(),
-    }
-}
-
 /// Starts a worker on its own thread.
 fn spawn<P: FrameIo + Send + 'static>(
     worker: Worker<P>,
@@ -381,246 +242,4 @@ fn spawn<P: FrameIo + Send + 'static>(
 /// set; unique per process so two directors never share one).
 fn fanout_group() -> u16 {
     (std::process::id() & 0xffff) as u16
-}
-
-impl Control {
-    /// Expire connections, templates and fragment entries (bounded per tick).
-    fn maintain(&self) {
-        let now = Time::from_millis(self.epoch.elapsed().as_millis() as u64);
-        let snap = self.snapshots.load();
-        self.shared.maintain(&snap.services, now, self.sweep_budget);
-    }
-
-    /// Merge the workers' reports; return the neighbours they missed.
-    fn collect(&mut self, reports: &mpsc::Receiver<Report>) -> Vec<Wanted> {
-        let mut missed = Vec::new();
-        for report in reports.try_iter() {
-            self.totals.merge(&report.stats);
-            if self.io.len() <= report.worker {
-                self.io.resize(report.worker + 1, PortStats::default());
-            }
-            self.io[report.worker] = report.io;
-            let net = &self.snapshots.load().net;
-            for &(addr, v6) in report.stats.unresolved.iter().flatten() {
-                let addr = from_bytes(&addr, v6);
-                if let Some(route) = net.route(addr) {
-                    let w = Wanted {
-                        iface: route.iface,
-                        addr,
-                    };
-                    if !missed.contains(&w) {
-                        missed.push(w);
-                    }
-                }
-            }
-        }
-        missed
-    }
-
-    /// Ask the kernel to resolve `wanted` (each address at most once a second).
-    fn resolve(&mut self, wanted: &[Wanted]) {
-        self.asked
-            .retain(|(_, at)| at.elapsed() < Duration::from_secs(1));
-        for w in wanted {
-            if self.asked.iter().any(|(a, _)| a == w) {
-                continue;
-            }
-            self.asked.push((*w, Instant::now()));
-            let index = self.ifindexes[w.iface.0 as usize];
-            match self.netlink.resolve(index, w.addr) {
-                Ok(()) => {
-                    tracing::debug!(addr = %w.addr, ifindex = index, "neighbour resolution asked")
-                }
-                Err(e) => tracing::warn!(addr = %w.addr, error = %e, "neighbour resolution failed"),
-            }
-        }
-    }
-
-    /// Re-read the kernel's network; publish a new snapshot if it changed.
-    fn refresh(&mut self) -> Result<()> {
-        let kernel = KernelNet::read(&mut self.netlink)?;
-        if kernel == self.kernel {
-            return Ok(());
-        }
-        tracing::debug!(neighbours = ?kernel.neighbours, "network changed");
-        self.kernel = kernel;
-        self.publish(self.config.clone())
-    }
-
-    /// SIGHUP / `xvs reload`: read the file again; keep the running
-    /// configuration if it is bad.
-    fn reload(&mut self) -> Result<()> {
-        let outcome = xvs_config::load(&self.path)
-            .map_err(anyhow::Error::from)
-            .and_then(|config| {
-                if config.director != self.config.director {
-                    tracing::warn!("reload: director settings (interfaces, cores, tables) change only on restart");
-                }
-                self.publish(config)
-            });
-        match &outcome {
-            Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
-            Err(e) => tracing::error!(
-                error = %format!("{e:#}"),
-                "reload rejected; the running configuration keeps serving"
-            ),
-        }
-        outcome
-    }
-
-    /// A listing of the current state.
-    fn render(&self, view: View) -> String {
-        let snap = self.snapshots.load();
-        listing::render(
-            view,
-            &listing::Inputs {
-                services: &snap.services,
-                shared: &self.shared,
-                totals: &self.totals,
-                rates: &self.rates,
-                now: Time::from_millis(self.epoch.elapsed().as_millis() as u64),
-            },
-        )
-    }
-
-    /// Once a second: per-server rates from the change of the totals.
-    fn update_rates(&mut self) {
-        let (since, base) = &self.rate_base;
-        let dt = since.elapsed().as_secs_f64();
-        if dt < 1.0 {
-            return;
-        }
-        let per_sec = |now: u64, then: u64| (now.saturating_sub(then) as f64 / dt).round() as u64;
-        self.rates = self
-            .totals
-            .dests
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let b = base.get(i).copied().unwrap_or_default();
-                DestTraffic {
-                    conns: per_sec(t.conns, b.conns),
-                    in_packets: per_sec(t.in_packets, b.in_packets),
-                    in_bytes: per_sec(t.in_bytes, b.in_bytes),
-                    out_packets: per_sec(t.out_packets, b.out_packets),
-                    out_bytes: per_sec(t.out_bytes, b.out_bytes),
-                }
-            })
-            .collect();
-        self.rate_base = (Instant::now(), self.totals.dests.clone());
-    }
-
-    /// One control-socket request.
-    fn handle(&mut self, words: &[&str]) -> Result<String> {
-        match words {
-            ["list", rest @ ..] if rest.len() <= 1 => {
-                let view = View::from_flag(rest.first().copied()).with_context(|| {
-                    format!("list takes --stats, --rate, -c or --persistent, not {rest:?}")
-                })?;
-                Ok(self.render(view))
-            }
-            ["zero"] => {
-                self.totals = WorkerStats::default();
-                self.rates.clear();
-                self.rate_base = (Instant::now(), Vec::new());
-                Ok("counters zeroed\n".into())
-            }
-            ["drain", service, server] => self.set_override(service, server, |o| o.drained = true),
-            ["undrain", service, server] => {
-                self.set_override(service, server, |o| o.drained = false)
-            }
-            ["weight", service, server, weight] => {
-                let w: u32 = weight
-                    .parse()
-                    .ok()
-                    .filter(|w| *w <= 65_535)
-                    .with_context(|| format!("weight {weight}: expected 0..=65535"))?;
-                self.set_override(service, server, |o| o.weight = Some(w))
-            }
-            ["reload"] => self.reload().map(|()| "reloaded\n".into()),
-            _ => bail!(
-                "unknown request {words:?} (list [--stats|--rate|-c|--persistent], zero, drain S R, undrain S R, weight S R N, reload)"
-            ),
-        }
-    }
-
-    /// Changes the override of `server` (`ADDR` or `ADDR:PORT`, `[V6]:PORT`) of
-    /// `service` and publishes the result.
-    fn set_override(
-        &mut self,
-        service: &str,
-        server: &str,
-        change: impl FnOnce(&mut Override),
-    ) -> Result<String> {
-        let svc = self
-            .config
-            .services
-            .iter()
-            .find(|s| s.name == service)
-            .with_context(|| format!("no service named '{service}'"))?;
-        let (addr, port) = parse_server(server)?;
-        let matching: Vec<_> = svc
-            .real_servers
-            .iter()
-            .filter(|rs| rs.address == addr && (port.is_none() || rs.port == port))
-            .collect();
-        let rs = match matching.as_slice() {
-            [one] => *one,
-            [] => bail!("service '{service}' has no real server {server}"),
-            _ => bail!("{server} is ambiguous in service '{service}': give the port"),
-        };
-        let key = (service.to_owned(), rs.address, rs.port);
-        let mut o = self.overrides.get(&key).copied().unwrap_or_default();
-        change(&mut o);
-        self.overrides.insert(key, o);
-        self.publish(self.config.clone())?;
-        tracing::info!(service, server, drained = o.drained, weight = ?o.weight, "operator override");
-        Ok(format!(
-            "{service} {server}: {}{}\n",
-            if o.drained { "drained" } else { "in service" },
-            o.weight
-                .map(|w| format!(", weight {w}"))
-                .unwrap_or_default()
-        ))
-    }
-
-    /// Build and publish the snapshot of `config`; update the steering maps.
-    fn publish(&mut self, config: Config) -> Result<()> {
-        let mut director_cfg = config;
-        director_cfg.director = self.config.director.clone();
-        let (snap, wanted) =
-            build_snapshot(&director_cfg, &mut self.ids, &self.kernel, &self.overrides)?;
-        snap.services.carry_over(&self.snapshots.load().services);
-        let want = steered_addresses(
-            &director_cfg,
-            &snap.services,
-            &self.kernel.addresses,
-            &self.steering.current().real_servers,
-        );
-        self.steering.update(want)?;
-        let rules_changed = director_cfg.rules != self.config.rules;
-        self.config = director_cfg;
-        self.snapshots.publish(snap.clone());
-        if rules_changed {
-            let purged = self.shared.purge_blocked(&snap);
-            tracing::info!(
-                purged,
-                "mark rules changed: connections now blocked were removed"
-            );
-        }
-        self.note_servers(&wanted);
-        Ok(())
-    }
-
-    /// Logs when every real server's next hop becomes known (or stops being),
-    /// and asks the kernel for the missing ones.
-    fn note_servers(&mut self, wanted: &[Wanted]) {
-        match (self.resolved, wanted.is_empty()) {
-            (false, true) => tracing::info!("next hops resolved: every real server has a MAC"),
-            (true, false) => tracing::warn!(missing = wanted.len(), "real servers without a MAC"),
-            _ => {}
-        }
-        self.resolved = wanted.is_empty();
-        self.resolve(wanted);
-    }
 }
