@@ -32,6 +32,7 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod decode;
 mod error;
 mod ids;
@@ -43,6 +44,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use check::{CheckConfig, CheckKind, HttpCheck, MiscCheck, StatusRange, UdpCheck};
 pub use error::{ConfigError, IdError};
 pub use ids::{DestKey, IdAllocator};
 pub use schema::{

@@ -15,6 +15,9 @@
 //!   the family;
 //! - at most [`max_dests`] real and sorry servers in all, so a fresh
 //!   [`crate::IdAllocator`] can always number them.
+//! - every `check:` satisfies the invariants of [`crate::CheckConfig`]; a real
+//!   server's effective check is its own or the service's, and a tcp/http/udp check
+//!   always has a port to probe (`connect_port`, the server's or the service's).
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,6 +32,7 @@ use xvs_core::sched::{
 };
 use xvs_core::service::{Method, Persistence, ServiceKey};
 
+use crate::check::{CheckConfig, decode_check};
 use crate::decode::{Ctx, R, Val};
 use crate::yaml::Node;
 
@@ -125,7 +129,7 @@ impl DirectorConfig {
 }
 
 /// One real server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RealServerConfig {
     /// Address (the service's family).
     pub address: IpAddr,
@@ -142,6 +146,9 @@ pub struct RealServerConfig {
     /// Static MAC (overrides the neighbour table). The core's `NextHop` also needs
     /// the out interface, which the control side derives from its routes.
     pub mac: Option<[u8; 6]>,
+    /// The server's effective health check: its own `check:`, else the service's;
+    /// `None`: not checked (always up).
+    pub check: Option<CheckConfig>,
 }
 
 /// The sorry server: takes all new flows while the quorum is lost.
@@ -176,6 +183,12 @@ pub struct ServiceConfig {
     pub quorum: u64,
     /// Quorum hysteresis (default 0), keepalived-style.
     pub hysteresis: u64,
+    /// The service's `check:`, default of its real servers (each server's
+    /// effective check is in [`RealServerConfig::check`]).
+    pub check: Option<CheckConfig>,
+    /// keepalived `inhibit_on_failure`: a failed server keeps its place with weight
+    /// 0 (true) instead of being removed from new flows (false, default).
+    pub inhibit_on_failure: bool,
 }
 
 impl ServiceConfig {
@@ -218,6 +231,8 @@ const SERVICE_KEYS: &[&str] = &[
     "sorry_server",
     "quorum",
     "hysteresis",
+    "check",
+    "inhibit_on_failure",
 ];
 
 fn family(v6: bool) -> &'static str {
@@ -522,15 +537,17 @@ fn is_prime(n: u64) -> bool {
 }
 
 /// What a service's real servers are checked against.
-struct ServerCtx {
+struct ServerCtx<'a> {
     v6: bool,
     method: Method,
     /// The service's port when it has a single nonzero one.
     service_port: Option<u16>,
+    /// The service's `check:` and its node (for errors about it).
+    check: Option<(CheckConfig, Val<'a>)>,
 }
 
 /// Address with the family check.
-fn decode_address(v: &Val<'_>, sc: &ServerCtx) -> R<IpAddr> {
+fn decode_address(v: &Val<'_>, sc: &ServerCtx<'_>) -> R<IpAddr> {
     let a = v.ip()?;
     if a.is_ipv6() != sc.v6 {
         return Err(v.err(format!(
@@ -543,7 +560,7 @@ fn decode_address(v: &Val<'_>, sc: &ServerCtx) -> R<IpAddr> {
 }
 
 /// Optional server port: 1..=65535, and under DR equal to the service port.
-fn decode_server_port(v: Option<Val<'_>>, method: Method, sc: &ServerCtx) -> R<Option<u16>> {
+fn decode_server_port(v: Option<Val<'_>>, method: Method, sc: &ServerCtx<'_>) -> R<Option<u16>> {
     let Some(v) = v else { return Ok(None) };
     let p = v.uint(0, 65535)? as u16;
     if p == 0 {
@@ -564,7 +581,7 @@ fn decode_server_port(v: Option<Val<'_>>, method: Method, sc: &ServerCtx) -> R<O
     Ok(Some(p))
 }
 
-fn decode_real_server(v: &Val<'_>, sc: &ServerCtx) -> R<RealServerConfig> {
+fn decode_real_server(v: &Val<'_>, sc: &ServerCtx<'_>) -> R<RealServerConfig> {
     let m = v.map(&[
         "address",
         "port",
@@ -573,6 +590,7 @@ fn decode_real_server(v: &Val<'_>, sc: &ServerCtx) -> R<RealServerConfig> {
         "backup",
         "max_conns",
         "mac",
+        "check",
     ])?;
     let address = decode_address(&m.req("address")?, sc)?;
     let method = match m.opt("method") {
@@ -596,6 +614,20 @@ fn decode_real_server(v: &Val<'_>, sc: &ServerCtx) -> R<RealServerConfig> {
         Some(x) => Some(decode_mac(&x)?),
         None => None,
     };
+    let check = match m.opt("check") {
+        Some(c) => Some((decode_check(&c)?, c)),
+        None => sc.check.clone(),
+    };
+    if let Some((c, at)) = &check
+        && c.kind.needs_port()
+        && c.connect_port.or(port).or(sc.service_port).is_none()
+    {
+        return Err(at.err(format!(
+            "a {} check needs a port: real server {address} has no `port` and the service none; set `connect_port`",
+            c.kind.name()
+        )));
+    }
+    let check = check.map(|(c, _)| c);
     Ok(RealServerConfig {
         address,
         port,
@@ -604,6 +636,7 @@ fn decode_real_server(v: &Val<'_>, sc: &ServerCtx) -> R<RealServerConfig> {
         backup,
         max_conns,
         mac,
+        check,
     })
 }
 
@@ -780,10 +813,19 @@ fn decode_service<'a>(
         ServiceKey::Tuple { port, .. } if port != 0 => Some(port),
         _ => None,
     };
+    let check = match m.opt("check") {
+        Some(c) => Some((decode_check(&c)?, c)),
+        None => None,
+    };
+    let inhibit_on_failure = match m.opt("inhibit_on_failure") {
+        Some(b) => b.bool()?,
+        None => false,
+    };
     let sc = ServerCtx {
         v6,
         method,
         service_port,
+        check,
     };
     let persistence = match m.opt("persistence") {
         Some(p) => Some(decode_persistence(&p, v6)?),
@@ -866,6 +908,8 @@ fn decode_service<'a>(
             sorry_server,
             quorum,
             hysteresis,
+            check: sc.check.map(|(c, _)| c),
+            inhibit_on_failure,
         },
         name_val,
         key_val,

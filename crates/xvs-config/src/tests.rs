@@ -7,7 +7,7 @@ use xvs_core::classify::{Action, IfaceId, PortRange};
 use xvs_core::sched::SchedKind;
 use xvs_core::service::{DestId, DestState, Method, ServiceKey, ServiceTable};
 
-use crate::{Backend, ConfigError, IdAllocator, XdpMode, parse};
+use crate::{Backend, CheckKind, ConfigError, IdAllocator, StatusRange, XdpMode, parse};
 
 const F: &str = "t.yaml";
 
@@ -96,7 +96,7 @@ fn unknown_key_in_real_server() {
     assert_err(
         &web("      - address: 198.19.0.10\n        wieght: 3\n"),
         "t.yaml:10:9: services[0].real_servers[0].wieght: unknown key `wieght` (expected one of: \
-         address, port, weight, method, backup, max_conns, mac)",
+         address, port, weight, method, backup, max_conns, mac, check)",
     );
 }
 
@@ -743,4 +743,303 @@ fn load_names_the_file() {
             .starts_with("/nonexistent/xvs.yaml: cannot read:"),
         "{e}"
     );
+}
+
+// ---- health checks ----------------------------------------------------------
+
+/// HEAD plus a tcp/80 service whose line 8 is `line8` (e.g. a service `check:`),
+/// `real_servers:` on line 9 and the servers from line 10.
+fn web_with(line8: &str, servers: &str) -> String {
+    format!(
+        "{HEAD}  - name: web\n    protocol: tcp\n    vip: 198.18.1.1\n    port: 80\n{line8}\n    real_servers:\n{servers}"
+    )
+}
+
+fn check_err(check: &str, expected: &str) {
+    assert_err(
+        &web_with(
+            &format!("    check: {check}"),
+            "      - address: 198.19.0.10\n",
+        ),
+        expected,
+    );
+}
+
+#[test]
+fn no_check_by_default() {
+    let c = parse(&web("      - address: 198.19.0.10\n"), F).unwrap();
+    assert_eq!(c.services[0].check, None);
+    assert!(!c.services[0].inhibit_on_failure);
+    assert_eq!(c.services[0].real_servers[0].check, None);
+}
+
+#[test]
+fn http_check_with_every_key() {
+    let text = web_with(
+        "    inhibit_on_failure: true\n    check:\n      type: http\n      interval: 2\n      connect_timeout: 0.5\n\
+         \x20     retry: 2\n      delay_before_retry: 0.25\n      rise: 3\n      fall: 4\n      warmup: 1.5\n\
+         \x20     alpha: true\n      connect_ip: 198.19.0.100\n      connect_port: 8081\n      path: /healthz?full=1\n\
+         \x20     host: example.test\n      status: [200, 300-399, \"404\"]\n      expect_body: ok",
+        "      - address: 198.19.0.10\n",
+    );
+    let c = parse(&text, F).unwrap();
+    let svc = &c.services[0];
+    assert!(svc.inhibit_on_failure);
+    let check = svc.check.as_ref().unwrap();
+    assert_eq!(
+        check.settings,
+        xvs_core::health::Settings {
+            interval_ms: 2000,
+            connect_timeout_ms: 500,
+            retry: 2,
+            delay_before_retry_ms: 250,
+            rise: 3,
+            fall: 4,
+            warmup_ms: 1500,
+            alpha: true,
+        }
+    );
+    assert_eq!(check.connect_ip, Some(ip("198.19.0.100")));
+    assert_eq!(check.connect_port, Some(8081));
+    let CheckKind::Http(h) = &check.kind else {
+        panic!("{check:?}")
+    };
+    assert_eq!(h.path, "/healthz?full=1");
+    assert_eq!(h.host.as_deref(), Some("example.test"));
+    assert_eq!(
+        h.status,
+        [
+            StatusRange { lo: 200, hi: 200 },
+            StatusRange { lo: 300, hi: 399 },
+            StatusRange { lo: 404, hi: 404 },
+        ]
+    );
+    assert!(h.status_ok(404) && h.status_ok(302) && !h.status_ok(201));
+    assert_eq!(h.expect_body.as_deref(), Some("ok"));
+    // The server inherits the service's check.
+    assert_eq!(svc.real_servers[0].check.as_ref(), Some(check));
+}
+
+#[test]
+fn check_defaults() {
+    let c = parse(
+        &web_with("    check: {type: http}", "      - address: 198.19.0.10\n"),
+        F,
+    )
+    .unwrap();
+    let check = c.services[0].check.as_ref().unwrap();
+    assert_eq!(check.settings, xvs_core::health::Settings::default());
+    assert_eq!(
+        check.kind,
+        CheckKind::Http(crate::HttpCheck {
+            path: "/".into(),
+            host: None,
+            status: vec![StatusRange { lo: 200, hi: 299 }],
+            expect_body: None,
+        })
+    );
+    assert_eq!((check.connect_ip, check.connect_port), (None, None));
+}
+
+#[test]
+fn server_check_replaces_the_services() {
+    let c = parse(
+        &web_with(
+            "    check: {type: tcp, rise: 2}",
+            "      - address: 198.19.0.10\n      - address: 198.19.0.11\n        check: {type: udp, payload: ping, expect_body: pong}\n\
+             \x20     - address: 198.19.0.12\n        check: {type: misc, command: [/bin/check, -v], dynamic: true}\n",
+        ),
+        F,
+    )
+    .unwrap();
+    let rs = &c.services[0].real_servers;
+    assert_eq!(rs[0].check.as_ref().unwrap().kind, CheckKind::Tcp);
+    assert_eq!(rs[0].check.as_ref().unwrap().settings.rise, 2);
+    let c1 = rs[1].check.as_ref().unwrap();
+    assert_eq!(
+        c1.kind,
+        CheckKind::Udp(crate::UdpCheck {
+            payload: "ping".into(),
+            expect_body: Some("pong".into()),
+        })
+    );
+    assert_eq!(c1.settings.rise, 1, "no key-by-key merge");
+    assert_eq!(
+        rs[2].check.as_ref().unwrap().kind,
+        CheckKind::Misc(crate::MiscCheck {
+            command: vec!["/bin/check".into(), "-v".into()],
+            dynamic: true,
+        })
+    );
+}
+
+#[test]
+fn check_bad_type() {
+    check_err(
+        "{type: icmp}",
+        "t.yaml:8:19: services[0].check.type: unknown value `icmp` (expected one of: tcp, http, udp, misc)",
+    );
+    check_err(
+        "{interval: 2}",
+        "t.yaml:8:12: services[0].check: missing required key `type`",
+    );
+    check_err(
+        "tcp",
+        "t.yaml:8:12: services[0].check: expected a mapping, found `tcp`",
+    );
+}
+
+#[test]
+fn check_status_out_of_range() {
+    check_err(
+        "{type: http, status: [200, 600]}",
+        "t.yaml:8:39: services[0].check.status[1]: HTTP status 600 is out of range 100..=599",
+    );
+    check_err(
+        "{type: http, status: [300-600]}",
+        "t.yaml:8:34: services[0].check.status[0]: HTTP status 600 is out of range 100..=599",
+    );
+    check_err(
+        "{type: http, status: [399-300]}",
+        "t.yaml:8:34: services[0].check.status[0]: empty status range 399-300",
+    );
+    check_err(
+        "{type: http, status: [2xx]}",
+        "t.yaml:8:34: services[0].check.status[0]: `2xx` is not a status code or a range a-b",
+    );
+    check_err(
+        "{type: http, status: []}",
+        "t.yaml:8:33: services[0].check.status: at least one status code is required",
+    );
+}
+
+#[test]
+fn check_unknown_and_misplaced_keys() {
+    check_err(
+        "{type: tcp, intreval: 2}",
+        "t.yaml:8:24: services[0].check.intreval: unknown key `intreval` (expected one of: type, \
+         interval, connect_timeout, retry, delay_before_retry, rise, fall, warmup, alpha, \
+         connect_ip, connect_port, path, host, status, expect_body, payload, command, dynamic)",
+    );
+    check_err(
+        "{type: tcp, path: /}",
+        "t.yaml:8:24: services[0].check.path: `path` only applies to http checks (this check is tcp)",
+    );
+    check_err(
+        "{type: misc, command: [x], expect_body: ok}",
+        "t.yaml:8:39: services[0].check.expect_body: `expect_body` only applies to http and udp checks (this check is misc)",
+    );
+    assert_err(
+        &web_with(
+            "    inhibit_on_failure: 1",
+            "      - address: 198.19.0.10\n",
+        ),
+        "t.yaml:8:25: services[0].inhibit_on_failure: expected true or false, found `1`",
+    );
+}
+
+#[test]
+fn check_durations_and_counts() {
+    let c = parse(
+        &web_with(
+            "    check: {type: tcp, interval: 0.1, connect_timeout: .05, delay_before_retry: 0}",
+            "      - address: 198.19.0.10\n",
+        ),
+        F,
+    )
+    .unwrap();
+    let st = c.services[0].check.as_ref().unwrap().settings;
+    assert_eq!(
+        (
+            st.interval_ms,
+            st.connect_timeout_ms,
+            st.delay_before_retry_ms
+        ),
+        (100, 50, 0)
+    );
+    check_err(
+        "{type: tcp, interval: 0}",
+        "t.yaml:8:34: services[0].check.interval: 0 s is out of range 0.001..=2147483 s",
+    );
+    check_err(
+        "{type: tcp, interval: 1.0005}",
+        "t.yaml:8:34: services[0].check.interval: `1.0005`: at most millisecond precision (3 decimals)",
+    );
+    check_err(
+        "{type: tcp, interval: 2s}",
+        "t.yaml:8:34: services[0].check.interval: `2s` is not a number of seconds (like 2 or 0.5)",
+    );
+    check_err(
+        "{type: tcp, interval: \"2\"}",
+        "t.yaml:8:34: services[0].check.interval: expected a number of seconds, found the string \"2\"",
+    );
+    check_err(
+        "{type: tcp, rise: 0}",
+        "t.yaml:8:30: services[0].check.rise: 0 is out of range 1..=65535",
+    );
+    check_err(
+        "{type: tcp, connect_port: 0}",
+        "t.yaml:8:38: services[0].check.connect_port: 0 is out of range 1..=65535",
+    );
+}
+
+#[test]
+fn check_http_path_host_and_misc_command() {
+    check_err(
+        "{type: http, path: healthz}",
+        "t.yaml:8:31: services[0].check.path: path `healthz` must start with `/`",
+    );
+    check_err(
+        "{type: http, host: \"a b\"}",
+        "t.yaml:8:31: services[0].check.host: a host must not contain whitespace or control characters",
+    );
+    check_err(
+        "{type: misc}",
+        "t.yaml:8:12: services[0].check: missing required key `command`",
+    );
+    check_err(
+        "{type: misc, command: []}",
+        "t.yaml:8:34: services[0].check.command: the command needs at least a program",
+    );
+}
+
+#[test]
+fn check_needs_a_port_to_probe() {
+    let text = "director:\n  interfaces: [ext]\nrules:\n  - action: {mark: 7}\nservices:\n\
+                \x20 - name: m\n    mark: 7\n    check: {type: tcp}\n    real_servers:\n      - address: 198.19.0.1\n";
+    assert_err(
+        text,
+        "t.yaml:8:12: services[0].check: a tcp check needs a port: real server 198.19.0.1 has no `port` \
+         and the service none; set `connect_port`",
+    );
+    parse(
+        &text.replace("{type: tcp}", "{type: tcp, connect_port: 80}"),
+        F,
+    )
+    .unwrap();
+    parse(
+        &text.replace("{type: tcp}", "{type: misc, command: [/bin/true]}"),
+        F,
+    )
+    .unwrap();
+    parse(
+        &text.replace("198.19.0.1\n", "198.19.0.1\n        port: 80\n"),
+        F,
+    )
+    .unwrap();
+    // A server's own check is blamed at its own node.
+    let own = text
+        .replace("    check: {type: tcp}\n", "")
+        .replace("198.19.0.1\n", "198.19.0.1\n        check: {type: udp}\n");
+    assert_err(
+        &own,
+        "t.yaml:10:16: services[0].real_servers[0].check: a udp check needs a port: real server 198.19.0.1 \
+         has no `port` and the service none; set `connect_port`",
+    );
+    // A tuple service's port is enough.
+    parse(
+        &web_with("    check: {type: tcp}", "      - address: 198.19.0.10\n"),
+        F,
+    )
+    .unwrap();
 }

@@ -13,7 +13,8 @@
 //! - [`conntrack`] and [`persist`]: the shared, sharded, bounded connection and
 //!   persistence tables; [`table`] is their common bounded-table machinery;
 //! - [`net`]: interfaces, routes and neighbours as the data path sees them;
-//! - [`forward`]: `Director::process` — frame in, verdict out, frame rewritten.
+//! - [`forward`]: `Director::process` — frame in, verdict out, frame rewritten;
+//! - [`health`]: keepalived-style health checkers as sans-IO state machines.
 //!
 //! Time enters as [`time::Time`] arguments; the tables are shared through `Arc`s by
 //! the I/O layer's workers.
@@ -24,6 +25,7 @@ pub mod addr;
 pub mod classify;
 pub mod conntrack;
 pub mod forward;
+pub mod health;
 pub mod lab;
 pub mod net;
 pub mod persist;

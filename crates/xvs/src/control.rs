@@ -16,15 +16,19 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xvs_config::{Config, IdAllocator};
+use xvs_config::{Config, DestKey, IdAllocator};
 use xvs_core::addr::from_bytes;
 use xvs_core::classify::{Action as RuleAction, Classifier};
 use xvs_core::forward::{DestTraffic, Shared, Snapshot, WorkerStats};
-use xvs_core::service::{DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable};
+use xvs_core::health::Event as HealthChange;
+use xvs_core::service::{
+    DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable, quorum_lost,
+};
 use xvs_core::time::Time;
 use xvs_io::frames::PortStats;
 use xvs_io::netlink::Netlink;
 
+use crate::health::{self, HealthEvent, HealthHandle};
 use crate::listing::{self, View};
 use crate::netview::{self, KernelNet, Wanted};
 use crate::steering::{Steered, Steering};
@@ -40,8 +44,35 @@ pub struct Override {
     pub weight: Option<u32>,
 }
 
-/// Overrides by (service name, server address, server port).
-pub type Overrides = HashMap<(String, IpAddr, Option<u16>), Override>;
+/// A real server as the operator names it: (service name, address, port).
+pub type ServerKey = (String, IpAddr, Option<u16>);
+
+/// Overrides by server.
+pub type Overrides = HashMap<ServerKey, Override>;
+
+/// A health checker's verdict on one real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Passing its checks.
+    pub up: bool,
+    /// Weight set by a dynamic check (keepalived `misc_dynamic`).
+    pub weight: Option<u32>,
+}
+
+/// Per-server and per-service state that the configuration file does not hold.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// Operator overrides.
+    pub overrides: Overrides,
+    /// Health verdicts (servers without a check are absent: up).
+    pub health: HashMap<ServerKey, Health>,
+    /// Services whose quorum is lost (the hysteresis needs the last verdict).
+    pub quorum_lost: HashMap<String, bool>,
+    /// The specs of the published snapshot: servers that leave the
+    /// configuration stay (as `Removed`, no new flows) while they carry
+    /// connections, so that a reload never cuts an established flow.
+    pub published: Vec<ServiceSpec>,
+}
 
 /// Everything the control loop keeps between ticks.
 pub(crate) struct Control {
@@ -58,7 +89,10 @@ pub(crate) struct Control {
     /// Per-server rates over the last second, and the totals they start from.
     pub(crate) rates: Vec<DestTraffic>,
     pub(crate) rate_base: (Instant, Vec<DestTraffic>),
-    pub(crate) overrides: Overrides,
+    pub(crate) runtime: Runtime,
+    /// The health checkers (their own threads) and their verdicts.
+    pub(crate) health: Option<HealthHandle>,
+    pub(crate) health_events: mpsc::Receiver<HealthEvent>,
     pub(crate) io: Vec<PortStats>,
     pub(crate) asked: Vec<(Wanted, Instant)>,
     /// Whether every real server had a next hop at the last snapshot.
@@ -69,21 +103,43 @@ pub(crate) struct Control {
     pub(crate) sweep_budget: usize,
 }
 
-/// The snapshot of `config` over the network `kernel` describes, and the
-/// neighbours still to resolve.
+/// The snapshot of `config` over the network `kernel` describes, with the
+/// runtime state applied (overrides, health, quorum, removed servers that still
+/// carry connections in `shared`); returns it and the neighbours to resolve, and
+/// records its specs in `rt.published`.
 pub(crate) fn build_snapshot(
     config: &Config,
     ids: &mut IdAllocator,
     kernel: &KernelNet,
-    overrides: &Overrides,
+    rt: &mut Runtime,
+    shared: Option<&Shared>,
 ) -> Result<(Arc<Snapshot>, Vec<Wanted>)> {
     let net = kernel.view(&config.director.interfaces)?;
     let mut specs: Vec<ServiceSpec> = config
         .service_specs_with(ids)
         .context("assigning real server ids")?;
     for spec in &mut specs {
+        let inhibit = config
+            .services
+            .iter()
+            .find(|s| s.name == spec.name)
+            .is_some_and(|s| s.inhibit_on_failure);
         for rs in &mut spec.servers {
-            if let Some(o) = overrides.get(&(spec.name.clone(), rs.addr, rs.port)) {
+            let key = (spec.name.clone(), rs.addr, rs.port);
+            if let Some(h) = rt.health.get(&key) {
+                if let Some(w) = h.weight {
+                    rs.weight = w;
+                }
+                if !h.up {
+                    // keepalived: removed from new flows, or kept with weight 0.
+                    if inhibit {
+                        rs.weight = 0;
+                    } else {
+                        rs.state = DestState::Down;
+                    }
+                }
+            }
+            if let Some(o) = rt.overrides.get(&key) {
                 if o.drained && rs.state == DestState::Up {
                     rs.state = DestState::Drained;
                 }
@@ -93,6 +149,31 @@ pub(crate) fn build_snapshot(
             }
         }
     }
+    if let Some(shared) = shared {
+        keep_removed_servers(&mut specs, &rt.published, shared);
+    }
+    for spec in &mut specs {
+        let Some(svc) = config.services.iter().find(|s| s.name == spec.name) else {
+            continue;
+        };
+        let up_weight: u64 = spec
+            .servers
+            .iter()
+            .filter(|rs| !rs.backup && rs.is_eligible())
+            .map(|rs| u64::from(rs.weight))
+            .sum();
+        let was = rt.quorum_lost.get(&spec.name).copied().unwrap_or(false);
+        let lost = quorum_lost(was, up_weight, svc.quorum, svc.hysteresis);
+        if lost != was {
+            if lost {
+                tracing::warn!(service = %spec.name, up_weight, quorum = svc.quorum, "quorum lost: the sorry server (if any) answers");
+            } else {
+                tracing::info!(service = %spec.name, up_weight, quorum = svc.quorum, "quorum regained");
+            }
+        }
+        rt.quorum_lost.insert(spec.name.clone(), lost);
+        spec.quorum_lost = lost;
+    }
     let macs = config.static_macs(ids);
     let static_mac = |rs: &RealServer| macs.iter().find(|(id, _)| *id == rs.id).map(|m| m.1);
     let (wanted, no_route) = netview::place_servers(&mut specs, &net, static_mac);
@@ -101,6 +182,7 @@ pub(crate) fn build_snapshot(
     }
     let services = ServiceTable::build(&specs).context("building the service table")?;
     let rules = Classifier::compile(&config.rules).context("compiling the mark rules")?;
+    rt.published = specs;
     Ok((
         Arc::new(Snapshot {
             services,
@@ -109,6 +191,90 @@ pub(crate) fn build_snapshot(
         }),
         wanted,
     ))
+}
+
+/// Puts back, as `Removed` (no new flows), every server of `published` that is
+/// not in `specs` but still carries connections; a service that left the
+/// configuration stays with those servers only. (IPVS keeps such destinations
+/// in its trash until their connections end.)
+fn keep_removed_servers(specs: &mut Vec<ServiceSpec>, published: &[ServiceSpec], shared: &Shared) {
+    let live = |rs: &RealServer| {
+        shared.counters.get(rs.id.0 as usize).is_some_and(|c| {
+            c.active.load(std::sync::atomic::Ordering::Relaxed)
+                + c.inactive.load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        })
+    };
+    for old in published {
+        let lingering: Vec<RealServer> = old
+            .servers
+            .iter()
+            .filter(|rs| {
+                live(rs)
+                    && !specs
+                        .iter()
+                        .any(|s| s.servers.iter().any(|n| n.id == rs.id))
+            })
+            .map(|rs| RealServer {
+                state: DestState::Removed,
+                ..rs.clone()
+            })
+            .collect();
+        if lingering.is_empty() {
+            continue;
+        }
+        for rs in &lingering {
+            tracing::info!(service = %old.name, server = %rs.addr, "removed server kept until its connections end");
+        }
+        match specs
+            .iter_mut()
+            .find(|s| s.name == old.name && s.key == old.key)
+        {
+            Some(spec) => spec.servers.extend(lingering),
+            None => {
+                let mut gone = old.clone();
+                gone.servers = lingering;
+                gone.sorry = None;
+                specs.push(gone);
+            }
+        }
+    }
+}
+
+/// Whether a published snapshot still holds removed servers that no longer
+/// carry connections (then it is time to publish without them).
+pub(crate) fn removed_servers_done(published: &[ServiceSpec], shared: &Shared) -> bool {
+    published.iter().flat_map(|s| &s.servers).any(|rs| {
+        rs.state == DestState::Removed
+            && shared.counters.get(rs.id.0 as usize).is_some_and(|c| {
+                c.active.load(std::sync::atomic::Ordering::Relaxed)
+                    + c.inactive.load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+            })
+    })
+}
+
+/// The runtime key of a server the config layer names.
+pub(crate) fn server_key(d: &DestKey) -> ServerKey {
+    (d.service.clone(), d.address, d.port)
+}
+
+/// The first verdicts, before any probe ran: servers whose check has `alpha`
+/// start down (keepalived), the others up.
+pub(crate) fn initial_health(targets: &[health::Target]) -> HashMap<ServerKey, Health> {
+    targets
+        .iter()
+        .filter(|t| t.check.settings.alpha)
+        .map(|t| {
+            (
+                server_key(&t.dest),
+                Health {
+                    up: false,
+                    weight: None,
+                },
+            )
+        })
+        .collect()
 }
 
 /// `ADDR`, `ADDR:PORT` or `[V6]:PORT`.
@@ -239,6 +405,16 @@ impl Control {
                 if config.director != self.config.director {
                     tracing::warn!("reload: director settings (interfaces, cores, tables) change only on restart");
                 }
+                // Checkers of unchanged servers keep their state; the new
+                // set's verdicts replace the old ones.
+                let statuses = match &self.health {
+                    Some(h) => h.replace(health::targets(&config))?,
+                    None => Vec::new(),
+                };
+                self.runtime.health = statuses
+                    .into_iter()
+                    .map(|st| (server_key(&st.dest), Health { up: st.up, weight: st.weight }))
+                    .collect();
                 self.publish(config)
             });
         match &outcome {
@@ -249,6 +425,67 @@ impl Control {
             ),
         }
         outcome
+    }
+
+    /// Applies the health checkers' verdicts; publishes if any changed. Also
+    /// publishes when removed servers no longer carry connections.
+    pub(crate) fn apply_health(&mut self) -> Result<()> {
+        let mut changed = false;
+        for ev in self.health_events.try_iter() {
+            let entry = self
+                .runtime
+                .health
+                .entry(server_key(&ev.dest))
+                .or_insert(Health {
+                    up: true,
+                    weight: None,
+                });
+            match ev.event {
+                HealthChange::Up => entry.up = true,
+                HealthChange::Down { .. } => entry.up = false,
+                HealthChange::Weight(w) => entry.weight = Some(w),
+            }
+            changed = true;
+        }
+        if changed || removed_servers_done(&self.runtime.published, &self.shared) {
+            self.publish(self.config.clone())?;
+        }
+        Ok(())
+    }
+
+    /// `xvs list --checks`: every checked server, its verdict and why.
+    fn render_checks(&self) -> Result<String> {
+        let Some(h) = &self.health else {
+            bail!("health checkers stopped");
+        };
+        let mut rows: Vec<String> = h
+            .status()?
+            .into_iter()
+            .map(|st| {
+                let server = match st.dest.port {
+                    Some(p) => listing::fmt_ep(st.dest.address, p),
+                    None => st.dest.address.to_string(),
+                };
+                format!(
+                    "{:<16} {:<29} {:<5} {:<7} {}",
+                    st.dest.service,
+                    server,
+                    if st.up { "up" } else { "down" },
+                    st.weight.map_or("-".into(), |w| w.to_string()),
+                    st.reason.unwrap_or_default()
+                )
+            })
+            .collect();
+        rows.sort();
+        let mut out = format!(
+            "{:<16} {:<29} {:<5} {:<7} {}\n",
+            "Service", "Server", "State", "Weight", "Last failure"
+        );
+        for r in rows {
+            out.push_str(&r);
+            out.push('\n');
+        }
+        Ok(out)
     }
 
     /// A listing of the current state.
@@ -296,6 +533,7 @@ impl Control {
     /// One control-socket request.
     pub(crate) fn handle(&mut self, words: &[&str]) -> Result<String> {
         match words {
+            ["list", "--checks"] => self.render_checks(),
             ["list", rest @ ..] if rest.len() <= 1 => {
                 let view = View::from_flag(rest.first().copied()).with_context(|| {
                     format!("list takes --stats, --rate, -c or --persistent, not {rest:?}")
@@ -353,9 +591,14 @@ impl Control {
             _ => bail!("{server} is ambiguous in service '{service}': give the port"),
         };
         let key = (service.to_owned(), rs.address, rs.port);
-        let mut o = self.overrides.get(&key).copied().unwrap_or_default();
+        let mut o = self
+            .runtime
+            .overrides
+            .get(&key)
+            .copied()
+            .unwrap_or_default();
         change(&mut o);
-        self.overrides.insert(key, o);
+        self.runtime.overrides.insert(key, o);
         self.publish(self.config.clone())?;
         tracing::info!(service, server, drained = o.drained, weight = ?o.weight, "operator override");
         Ok(format!(
@@ -371,8 +614,13 @@ impl Control {
     fn publish(&mut self, config: Config) -> Result<()> {
         let mut director_cfg = config;
         director_cfg.director = self.config.director.clone();
-        let (snap, wanted) =
-            build_snapshot(&director_cfg, &mut self.ids, &self.kernel, &self.overrides)?;
+        let (snap, wanted) = build_snapshot(
+            &director_cfg,
+            &mut self.ids,
+            &self.kernel,
+            &mut self.runtime,
+            Some(&self.shared),
+        )?;
         snap.services.carry_over(&self.snapshots.load().services);
         let want = steered_addresses(
             &director_cfg,

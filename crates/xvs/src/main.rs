@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 mod control;
 mod ctl;
 mod demo;
+mod health;
 mod listing;
 mod netview;
 mod run;
@@ -27,7 +28,7 @@ mod worker;
 
 const USAGE: &str = "usage: xvs run -c FILE        run the director on the configuration in FILE
        xvs check -c FILE      validate FILE and exit (0 valid, 2 invalid)
-       xvs list [--stats|--rate|-c|--persistent]   services, servers, connections (ipvsadm -Ln)
+       xvs list [--stats|--rate|-c|--persistent|--checks]   services, servers, connections (ipvsadm -Ln), checks
        xvs zero                          reset the counters
        xvs drain SERVICE SERVER          no new flows to SERVER (ADDR[:PORT]); established ones go on
        xvs undrain SERVICE SERVER

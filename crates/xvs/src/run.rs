@@ -33,8 +33,9 @@ use xvs_io::packet::PacketPortSet;
 use xvs_io::steer::XdpMode;
 use xvs_io::xsk::{Port, PortSet, XskConfig};
 
-use crate::control::{Control, Overrides, build_snapshot, steered_addresses};
+use crate::control::{Control, Runtime, build_snapshot, initial_health, steered_addresses};
 use crate::ctl::{self, ControlSocket};
+use crate::health::{self, HealthRunner};
 use crate::listing::View;
 use crate::netview::KernelNet;
 use crate::steering::{GroOff, Steering};
@@ -64,7 +65,12 @@ pub fn run(path: &Path) -> Result<()> {
     let names = &config.director.interfaces;
     let ifindexes = kernel.ifindexes(names)?;
     let mut ids = IdAllocator::new();
-    let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel, &Overrides::new())?;
+    let targets = health::targets(&config);
+    let mut runtime = Runtime {
+        health: initial_health(&targets),
+        ..Runtime::default()
+    };
+    let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel, &mut runtime, None)?;
     let config_sizes = config.director.table_sizes();
     let shared = Arc::new(Shared::new(config_sizes));
     let snapshots = Arc::new(SnapshotCell::new(snap.clone()));
@@ -100,6 +106,7 @@ pub fn run(path: &Path) -> Result<()> {
         .context("installing the SIGHUP handler")?;
 
     let (reports_tx, reports) = mpsc::channel::<Report>();
+    let (health_tx, health_events) = mpsc::channel();
     let epoch = Instant::now();
     let mut workers = Vec::new();
     for (id, &core) in config.director.cores.iter().enumerate() {
@@ -172,7 +179,11 @@ pub fn run(path: &Path) -> Result<()> {
         totals: WorkerStats::default(),
         rates: Vec::new(),
         rate_base: (Instant::now(), Vec::new()),
-        overrides: Overrides::new(),
+        runtime,
+        health: Some(
+            HealthRunner::spawn(targets, health_tx).context("starting the health checkers")?,
+        ),
+        health_events,
         io: Vec::new(),
         asked: Vec::new(),
         resolved: false,
@@ -201,10 +212,16 @@ pub fn run(path: &Path) -> Result<()> {
         if reload.swap(false, Ordering::Relaxed) {
             let _ = control.reload();
         }
+        if let Err(e) = control.apply_health() {
+            tracing::error!(error = %format!("{e:#}"), "applying health verdicts");
+        }
         control.update_rates();
         socket.serve(|words| control.handle(words));
     }
     drop(socket);
+    if let Some(h) = control.health.take() {
+        h.stop();
+    }
     stop.store(true, Ordering::Relaxed);
     let mut failed = None;
     for w in workers {

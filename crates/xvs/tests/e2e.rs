@@ -705,3 +705,242 @@ services:
         "control socket removed at exit"
     );
 }
+
+/// Polls `f` every 100 ms until it returns true or `limit` passes; the time it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// One request to `vip` from 198.18.0.10.
+fn ask(lab: &Lab, client: &str, vip: &str) -> Result<String, String> {
+    lab.curl(
+        client,
+        &format!("http://{vip}/who"),
+        &["--interface", "198.18.0.10"],
+    )
+}
+
+/// Four requests to `vip`, all answered by `who`.
+fn all_from(lab: &Lab, client: &str, vip: &str, who: &str) -> bool {
+    (0..4).all(|_| ask(lab, client, vip).as_deref() == Ok(who))
+}
+
+/// `xvs ARGS -S SOCKET` in the director's namespace.
+fn cli(lab: &Lab, ns: &str, sock: &str, args: &[&str]) -> (i32, String) {
+    let mut all = args.to_vec();
+    all.extend(["-S", sock]);
+    xvs_once(lab, ns, &all)
+}
+
+/// Health checks drive failover: a stopped server leaves within interval × fall
+/// and comes back after rise; backups take over while no primary is up; below
+/// quorum the sorry server answers; a misc check follows its script; a reload
+/// that removes a server keeps that server's open transfer.
+#[test]
+fn health_checks_failover_backup_sorry_and_reload() {
+    if !privileged("e2e::health_checks_failover_backup_sorry_and_reload") {
+        return;
+    }
+    let mut lab = Lab::new("health");
+    let net = nat_lab(&mut lab, true, &[]);
+    let mut pid = std::collections::HashMap::new();
+    for (i, rs) in net.servers.iter().enumerate() {
+        for port in [8080, 8081, 8082] {
+            let p = lab.http_server(rs, &format!("rs{}", i + 1), "::", port);
+            pid.insert((i + 1, port), p);
+        }
+    }
+    lab.http_server(&net.servers[1], "sorry", "::", 8083);
+    let state = lab.file("misc-state", "0");
+    let script = lab.file("check.sh", &format!("exit $(cat {})\n", state.display()));
+    let sock = lab.dir.join("xvs.sock").to_string_lossy().into_owned();
+    let fast = "interval: 0.2, connect_timeout: 0.5, fall: 2, rise: 2";
+    let config = |dl_server: &str| {
+        format!(
+            r#"
+director:
+  interfaces: [ext, int]
+  cores: [1]
+  control_socket: {sock}
+services:
+  - name: web
+    protocol: tcp
+    vip: 198.18.1.1
+    port: 80
+    scheduler: rr
+    check: {{type: http, path: /who, status: [200], {fast}}}
+    real_servers:
+      - {{address: 198.19.0.10, port: 8080}}
+      - {{address: 198.19.0.11, port: 8080}}
+  - name: backed
+    protocol: tcp
+    vip: 198.18.1.2
+    port: 80
+    scheduler: rr
+    check: {{type: tcp, {fast}}}
+    real_servers:
+      - {{address: 198.19.0.10, port: 8081}}
+      - {{address: 198.19.0.11, port: 8081, backup: true}}
+  - name: quorum
+    protocol: tcp
+    vip: 198.18.1.3
+    port: 80
+    scheduler: rr
+    quorum: 2
+    check: {{type: tcp, {fast}}}
+    sorry_server: {{address: 198.19.0.11, port: 8083}}
+    real_servers:
+      - {{address: 198.19.0.10, port: 8082}}
+      - {{address: 198.19.0.11, port: 8082}}
+  - name: scripted
+    protocol: tcp
+    vip: 198.18.1.4
+    port: 80
+    scheduler: rr
+    check: {{type: misc, command: [sh, "{script}"], {fast}}}
+    real_servers:
+      - {{address: 198.19.0.11, port: 8081}}
+  - name: dl
+    protocol: tcp
+    vip: 198.18.1.5
+    port: 80
+    scheduler: rr
+    real_servers:
+      - {{address: {dl_server}, port: 8081}}
+"#,
+            script = script.display()
+        )
+    };
+    let path = lab.file("xvs.yaml", &config("198.19.0.11"));
+    let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
+    let director = lab.director(&net.director, &path);
+    let c = &net.client;
+    let d = &net.director;
+    // Give the first checks a round.
+    std::thread::sleep(Duration::from_millis(600));
+    let both = requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 4);
+    assert_eq!(
+        (count(&both, "rs1"), count(&both, "rs2")),
+        (2, 2),
+        "{both:?}"
+    );
+
+    // A stopped server leaves (interval 0.2 s × fall 2 + probe timeouts).
+    lab.kill(pid[&(1, 8080)]);
+    let out = within(Duration::from_secs(4), || {
+        all_from(&lab, c, "198.18.1.1", "rs2")
+    });
+    assert!(out.is_some(), "rs1 taken out after it stopped");
+    let (_, checks) = cli(&lab, d, &sock, &["list", "--checks"]);
+    assert!(
+        checks
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("198.19.0.10:8080") && l.contains("down")),
+        "checks listing shows rs1 down:\n{checks}"
+    );
+    // ... and comes back after rise successes.
+    lab.http_server(&net.servers[0], "rs1", "::", 8080);
+    let back = within(Duration::from_secs(4), || {
+        let r = requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 2);
+        count(&r, "rs1") == 1
+    });
+    assert!(back.is_some(), "rs1 back in the rotation after rise");
+
+    // No primary up → the backup answers.
+    assert!(
+        all_from(&lab, c, "198.18.1.2", "rs1"),
+        "the primary serves while up"
+    );
+    lab.kill(pid[&(1, 8081)]);
+    assert!(
+        within(Duration::from_secs(4), || all_from(
+            &lab,
+            c,
+            "198.18.1.2",
+            "rs2"
+        ))
+        .is_some(),
+        "the backup takes over"
+    );
+
+    // A misc check: the script's exit code decides (0 up, 1 down).
+    assert!(all_from(&lab, c, "198.18.1.4", "rs2"), "script says up");
+    std::fs::write(&state, "1").unwrap();
+    assert!(
+        within(Duration::from_secs(4), || ask(&lab, c, "198.18.1.4")
+            .is_err())
+        .is_some(),
+        "script says down: no server for new flows"
+    );
+    std::fs::write(&state, "0").unwrap();
+    assert!(
+        within(Duration::from_secs(4), || all_from(
+            &lab,
+            c,
+            "198.18.1.4",
+            "rs2"
+        ))
+        .is_some(),
+        "script says up again"
+    );
+
+    // Quorum 2 with one of two servers down → the sorry server.
+    assert!(
+        within(Duration::from_secs(2), || {
+            let r = requests(&lab, c, "http://198.18.1.3/who", "198.18.0.10", 2);
+            count(&r, "rs1") == 1 && count(&r, "rs2") == 1
+        })
+        .is_some()
+    );
+    lab.kill(pid[&(1, 8082)]);
+    assert!(
+        within(Duration::from_secs(4), || all_from(
+            &lab,
+            c,
+            "198.18.1.3",
+            "sorry"
+        ))
+        .is_some(),
+        "below quorum the sorry server answers"
+    );
+
+    // Reload removing dl's only server during a transfer from it: the transfer
+    // goes on; new connections go to the new server.
+    let long = lab.download(c, "http://198.18.1.5/big", "198.18.0.10", "1M");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(long.progress() > 0);
+    lab.file("xvs.yaml", &config("198.19.0.10"));
+    lab.http_server(&net.servers[0], "rs1", "::", 8081);
+    let (code, out) = cli(&lab, d, &sock, &["reload"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, list) = cli(&lab, d, &sock, &["list"]);
+    assert!(
+        list.contains("(gone)"),
+        "the removed server is listed until its connections end:\n{list}"
+    );
+    let body = long.finish().expect("transfer from a removed server");
+    assert!(body == big_body(), "intact ({} bytes)", body.len());
+    assert!(
+        within(Duration::from_secs(3), || all_from(
+            &lab,
+            c,
+            "198.18.1.5",
+            "rs1"
+        ))
+        .is_some()
+    );
+
+    let (status, logs) = director.stop();
+    assert!(status.success(), "{logs}");
+    assert!(
+        logs.contains("quorum lost"),
+        "quorum transition logged:\n{logs}"
+    );
+}

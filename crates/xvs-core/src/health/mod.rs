@@ -142,7 +142,11 @@ enum Phase {
     /// Waiting to start the next round at `at`.
     Idle { at: Time },
     /// Attempt `id` (the `try_no`-th of the round, from 0) in flight until `deadline`.
-    InFlight { id: u64, try_no: u32, deadline: Time },
+    InFlight {
+        id: u64,
+        try_no: u32,
+        deadline: Time,
+    },
     /// Waiting `delay_before_retry` before attempt `try_no` of the round.
     RetryWait { try_no: u32, at: Time },
 }

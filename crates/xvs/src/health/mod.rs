@@ -48,7 +48,6 @@
 //! of every target, to apply to the freshly built service table.
 
 // Until `run.rs` wires the runner in, only the tests use it; remove then.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;

@@ -162,8 +162,8 @@ impl Lab {
     }
 
     /// An HTTP server (python's http.server) on `addr:port` in `ns` whose file
-    /// `/who` contains `name`; returns once it accepts connections.
-    pub fn http_server(&mut self, ns: &str, name: &str, addr: &str, port: u16) {
+    /// `/who` contains `name`; returns its PID once it accepts connections.
+    pub fn http_server(&mut self, ns: &str, name: &str, addr: &str, port: u16) -> u32 {
         let root = self.dir.join(format!("www-{name}"));
         fs::create_dir_all(&root).expect("web root");
         fs::write(root.join("who"), name).expect("who");
@@ -171,7 +171,7 @@ impl Lab {
         fs::write(root.join("big"), big_body()).expect("big");
         let port_s = port.to_string();
         let root_s = root.to_string_lossy().into_owned();
-        self.spawn(
+        let pid = self.spawn(
             ns,
             &format!("http-{name}-{port}"),
             &[
@@ -203,6 +203,19 @@ impl Lab {
             false
         });
         assert!(ready, "http server {name} on {target} did not start");
+        pid
+    }
+
+    /// Ends the lab's child `pid` (SIGKILL) and reaps it.
+    pub fn kill(&mut self, pid: u32) {
+        let i = self
+            .children
+            .iter()
+            .position(|c| c.id() == pid)
+            .expect("a child of this lab");
+        let mut child = self.children.remove(i);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// A UDP echo server on `addr` in `ns` that prefixes replies with `name:`;
