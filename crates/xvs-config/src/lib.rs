@@ -48,8 +48,8 @@ pub use check::{CheckConfig, CheckKind, HttpCheck, MiscCheck, StatusRange, UdpCh
 pub use error::{ConfigError, IdError};
 pub use ids::{DestKey, IdAllocator};
 pub use schema::{
-    Backend, Config, DirectorConfig, RealServerConfig, ServiceConfig, SorryServerConfig,
-    TablesConfig, XdpMode, max_dests,
+    Backend, Config, DirectorConfig, RealServerConfig, RemovedServers, ServiceConfig,
+    SorryServerConfig, TablesConfig, XdpMode, max_dests,
 };
 
 /// Reads, parses and validates the configuration file at `path` (errors name the

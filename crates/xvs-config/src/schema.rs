@@ -105,6 +105,20 @@ pub struct DirectorConfig {
     pub tables: TablesConfig,
     /// Control socket path, if any.
     pub control_socket: Option<PathBuf>,
+    /// What a reload does with the connections of servers it removes.
+    pub removed_servers: RemovedServers,
+}
+
+/// What a reload does with the connections of a real server it removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RemovedServers {
+    /// Established connections go on until they end (the server takes no new
+    /// flows; IPVS keeps such servers in its trash) — the default.
+    #[default]
+    Keep,
+    /// Established connections are dropped from the table at once (their next
+    /// packets find no connection: the clients see resets or timeouts).
+    Reset,
 }
 
 impl DirectorConfig {
@@ -307,6 +321,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         "cores",
         "tables",
         "control_socket",
+        "removed_servers",
     ])?;
     let list = m.req("interfaces")?;
     let items = list.seq()?;
@@ -376,6 +391,13 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         Some(s) => Some(PathBuf::from(s.name()?)),
         None => None,
     };
+    let removed_servers = match m.opt("removed_servers") {
+        Some(r) => r.one_of(&[
+            ("keep", RemovedServers::Keep),
+            ("reset", RemovedServers::Reset),
+        ])?,
+        None => RemovedServers::Keep,
+    };
     Ok(DirectorConfig {
         interfaces,
         backend,
@@ -383,6 +405,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         cores,
         tables,
         control_socket,
+        removed_servers,
     })
 }
 

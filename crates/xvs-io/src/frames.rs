@@ -16,8 +16,9 @@ use std::time::Instant;
 pub enum Fate {
     /// Nowhere: its buffer is reused.
     Drop,
-    /// Out of port `n` (in place when `n` is the receiving port, else copied
-    /// into a buffer of port `n`).
+    /// Out of port `n` (in place when `n` is the receiving port; otherwise the
+    /// same frame on port `n`'s tx ring when the backend shares its buffers
+    /// across ports (AF_XDP), or a copy into a tx buffer of port `n` (AF_PACKET)).
     Out(usize),
 }
 

@@ -1,7 +1,10 @@
-//! AF_XDP sockets end to end on a veth pair in a private network namespace:
+//! AF_XDP sockets end to end on veth pairs in a private network namespace:
 //! a frame sent into `xa` by an AF_PACKET socket reaches the AF_XDP rx ring on
 //! `xb` (through the steering program) byte for byte, and a frame transmitted
-//! from the AF_XDP socket on `xb` is received on `xa`.
+//! from the AF_XDP socket on `xb` is received on `xa`. A [`PortSet`] over `xb`
+//! and `yb` shares one UMEM: frames received on `xb` leave by `yb` (the same
+//! chunk) and reach `ya` byte for byte, frames sent back out of `xb` in place
+//! reach `xa`, and every frame of the UMEM is accounted for afterwards.
 //!
 //! Only lab addresses (198.18.0.0/15); the traffic stays on the veth in the
 //! test thread's own namespace, which disappears with the thread.
@@ -12,9 +15,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xvs_core::wire::build::FrameSpec;
+use xvs_io::frames::{Fate, FrameIo};
+use xvs_io::steer::XdpLink;
 use xvs_io::steer::{SteeringProgram, XdpMode};
 use xvs_io::sys::packet::PacketSocket;
-use xvs_io::xsk::{Action, Port, XskConfig, XskError};
+use xvs_io::xsk::{Action, Port, PortSet, XskConfig, XskError};
 
 /// Whether this test may run: true as root. Otherwise prints a visible
 /// `SKIP: <reason>` and returns false — or panics when
@@ -275,4 +280,395 @@ fn a_umem_over_the_memlock_limit_says_so() {
         out.status.success() && text.contains("1 passed"),
         "child:\n{text}"
     );
+}
+
+/// Two veth pairs `xa`–`xb` and `ya`–`yb` in the calling thread's (fresh)
+/// namespace, a steering program on each of `xb` and `yb` (an XSKMAP is keyed by
+/// queue only, so one program per interface), a shared-UMEM [`PortSet`] over
+/// `xb` (port 0) and `yb` (port 1), and AF_PACKET sockets on `xa` and `ya`.
+struct Lab {
+    ports: PortSet,
+    xa: PacketSocket,
+    ya: PacketSocket,
+    _links: Vec<XdpLink>,
+    _progs: Vec<SteeringProgram>,
+}
+
+const VIP: &str = "198.18.1.1";
+
+fn two_pairs(cfg: XskConfig) -> Lab {
+    xvs_io::sys::unshare_net_for_thread().expect("unshare(CLONE_NEWNET)");
+    for (a, b) in [("xa", "xb"), ("ya", "yb")] {
+        ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        ip(&["link", "set", a, "up"]);
+        ip(&["link", "set", b, "up"]);
+    }
+    let idx = |n: &str| xvs_io::sys::if_index(n).unwrap_or_else(|e| panic!("{n}: {e}"));
+    let mut progs = Vec::new();
+    let mut links = Vec::new();
+    for b in ["xb", "yb"] {
+        let prog = SteeringProgram::load(&[VIP.parse().unwrap()], &[])
+            .unwrap_or_else(|e| panic!("load: {e}"));
+        links.push(
+            prog.attach(idx(b), XdpMode::Native)
+                .unwrap_or_else(|e| panic!("attach native on {b}: {e}")),
+        );
+        progs.push(prog);
+    }
+    let ports = match PortSet::open(&["xb", "yb"], 0, cfg) {
+        Ok(p) => p,
+        Err(e) => panic!("shared-UMEM PortSet on xb, yb: {e}"),
+    };
+    for (i, prog) in progs.iter().enumerate() {
+        prog.set_socket(0, ports.fd(i))
+            .unwrap_or_else(|e| panic!("XSKMAP {i}: {e}"));
+    }
+    let packet = |n: &str| {
+        let s = PacketSocket::bind(idx(n)).unwrap_or_else(|e| panic!("AF_PACKET on {n}: {e}"));
+        s.set_read_timeout(Duration::from_millis(1))
+            .expect("SO_RCVTIMEO");
+        s
+    };
+    Lab {
+        ports,
+        xa: packet("xa"),
+        ya: packet("ya"),
+        _links: links,
+        _progs: progs,
+    }
+}
+
+/// Frame number `i` to the VIP (UDP source port 1000 + i).
+fn numbered(i: u16) -> Vec<u8> {
+    FrameSpec::udp(
+        format!("198.18.0.10:{}", 1000 + i).parse().unwrap(),
+        format!("{VIP}:53").parse().unwrap(),
+    )
+    .build()
+}
+
+/// The number of a frame made by [`numbered`] (Ethernet + 20-byte IPv4 header).
+fn number_of(f: &[u8]) -> Option<usize> {
+    let sport = u16::from_be_bytes(f.get(34..36)?.try_into().ok()?);
+    sport.checked_sub(1000).map(usize::from)
+}
+
+/// Reads everything `sock` has received (not sent) now; calls `f` on each frame.
+fn drain_incoming(sock: &PacketSocket, mut f: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 2048];
+    for _ in 0..256 {
+        match sock.recv(&mut buf) {
+            Ok((n, false)) => f(&buf[..n]),
+            Ok((_, true)) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => panic!("AF_PACKET recv: {e}"),
+        }
+    }
+}
+
+/// 256 frames × 2 KiB per port: one UMEM of 512 frames (1 MiB) for two ports.
+fn small_shared() -> XskConfig {
+    XskConfig {
+        frame_count: 256,
+        frame_size: 2048,
+        fill_size: 128,
+        ring_size: 128,
+    }
+}
+
+/// Asserts that every frame of the UMEM is free or on a fill ring (nothing
+/// held, nothing in tx), and that both fill rings got frames.
+fn assert_conserved(ports: &PortSet, what: &str) {
+    let c = ports.census();
+    assert_eq!(c.accounted(), c.total, "{what}: census adds up: {c:?}");
+    assert_eq!(
+        (c.held, c.tx),
+        (0, 0),
+        "{what}: nothing held or in tx: {c:?}"
+    );
+    assert_eq!(c.free + c.fill, c.total, "{what}: free + in kernel = total");
+    assert!(
+        ports.fill_frames(0) > 0 && ports.fill_frames(1) > 0,
+        "{what}: both fill rings fed ({} / {})",
+        ports.fill_frames(0),
+        ports.fill_frames(1)
+    );
+}
+
+#[test]
+fn shared_umem_forwards_between_interfaces() {
+    if !privileged("xsk::shared_umem_forwards_between_interfaces") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // (`_links`, `_progs` bound, not `..`: they must live to the end.)
+        let Lab {
+            mut ports,
+            xa,
+            ya,
+            _links,
+            _progs,
+        } = two_pairs(small_shared());
+        let c = ports.census();
+        assert_eq!(c.total, 512, "one UMEM for both ports: {c:?}");
+        assert_eq!(
+            (ports.fill_frames(0), ports.fill_frames(1)),
+            (128, 128),
+            "both fill rings full after open"
+        );
+
+        // 1000 frames into xa → XDP on xb → AF_XDP port 0 → Out(1): the same
+        // chunk on yb's tx ring → ya. At most 64 in flight; bounded in time.
+        const N: usize = 1000;
+        const IN_FLIGHT: usize = 64;
+        let frames: Vec<Vec<u8>> = (0..N as u16).map(numbered).collect();
+        let mut seen = vec![false; N];
+        let (mut sent, mut got) = (0usize, 0usize);
+        let mut wrong_port = 0;
+        let start = Instant::now();
+        let lost = |ports: &PortSet| {
+            let st = ports.stats();
+            (st.rx_dropped + st.tx_dropped) as usize
+        };
+        while got + lost(&ports) < N && start.elapsed() < Duration::from_secs(5) {
+            while sent < N && sent - got - lost(&ports).min(sent - got) < IN_FLIGHT {
+                xa.send(&frames[sent]).expect("send on xa");
+                sent += 1;
+            }
+            ports
+                .poll(64, |port, _| {
+                    if port != 0 {
+                        wrong_port += 1;
+                    }
+                    Fate::Out(1)
+                })
+                .expect("poll");
+            drain_incoming(&ya, |f| {
+                if let Some(i) = number_of(f).filter(|&i| i < N && f == frames[i]) {
+                    assert!(!seen[i], "frame {i} twice");
+                    seen[i] = true;
+                    got += 1;
+                }
+            });
+        }
+        let st = ports.stats();
+        eprintln!(
+            "shared UMEM forward: sent {sent}, arrived {got} on ya in {:?}; {st:?}; {:?}",
+            start.elapsed(),
+            ports.census()
+        );
+        assert_eq!(wrong_port, 0, "frames came in on xb only");
+        assert_eq!(sent, N);
+        assert_eq!(got + lost(&ports), N, "every frame arrived or is counted");
+        assert!(
+            got >= N * 9 / 10,
+            "most frames arrived byte for byte ({got})"
+        );
+        assert_eq!(st.rx as usize, N - st.rx_dropped as usize, "{st:?}");
+        assert_eq!(
+            ports.drain_tx(Instant::now() + DEADLINE),
+            0,
+            "every tx completed (on yb's completion ring)"
+        );
+        assert_conserved(&ports, "after 1000 forwarded frames");
+    })
+    .join()
+    .expect("veth thread");
+}
+
+#[test]
+fn shared_umem_in_place_tx_drop_and_bad_port() {
+    if !privileged("xsk::shared_umem_in_place_tx_drop_and_bad_port") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // (`_links`, `_progs` bound, not `..`: they must live to the end.)
+        let Lab {
+            mut ports,
+            xa,
+            ya,
+            _links,
+            _progs,
+        } = two_pairs(small_shared());
+        // Frame i: i % 4 == 0 → back out of xb (MACs swapped in place),
+        // 1 → out of yb, 2 → dropped, 3 → a port outside the set.
+        const N: usize = 200;
+        let frames: Vec<Vec<u8>> = (0..N as u16).map(numbered).collect();
+        let swapped = |f: &[u8]| {
+            let mut g = f.to_vec();
+            g[..6].copy_from_slice(&f[6..12]);
+            g[6..12].copy_from_slice(&f[..6]);
+            g
+        };
+        let (mut back, mut across) = (vec![false; N], vec![false; N]);
+        let mut sent = 0;
+        let start = Instant::now();
+        let done = |back: &[bool], across: &[bool]| {
+            (0..N).all(|i| match i % 4 {
+                0 => back[i],
+                1 => across[i],
+                _ => true,
+            })
+        };
+        while !done(&back, &across) && start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..16 {
+                if sent < N {
+                    xa.send(&frames[sent]).expect("send on xa");
+                    sent += 1;
+                }
+            }
+            ports
+                .poll(64, |port, f| {
+                    assert_eq!(port, 0);
+                    match number_of(f).expect("numbered") % 4 {
+                        0 => {
+                            let (dst, src) = f.split_at_mut(6);
+                            dst.swap_with_slice(&mut src[..6]);
+                            Fate::Out(0)
+                        }
+                        1 => Fate::Out(1),
+                        2 => Fate::Drop,
+                        _ => Fate::Out(7),
+                    }
+                })
+                .expect("poll");
+            drain_incoming(&xa, |f| {
+                if let Some(i) = number_of(f).filter(|&i| i < N && f == swapped(&frames[i])) {
+                    back[i] = true;
+                }
+            });
+            drain_incoming(&ya, |f| {
+                if let Some(i) = number_of(f).filter(|&i| i < N && f == frames[i]) {
+                    across[i] = true;
+                }
+            });
+        }
+        let st = ports.stats();
+        eprintln!("in place / across / drop / bad port: {st:?}");
+        assert_eq!(st.rx_dropped, 0, "no kernel drop at this pace");
+        assert!(
+            done(&back, &across),
+            "every in-place and forwarded frame arrived"
+        );
+        assert_eq!(back.iter().filter(|&&b| b).count(), N / 4);
+        assert_eq!(across.iter().filter(|&&b| b).count(), N / 4);
+        assert_eq!(st.rx as usize, N);
+        assert_eq!(st.tx as usize, N / 2, "in place + across");
+        assert_eq!(st.tx_dropped as usize, N / 4, "the port outside the set");
+        assert_eq!(ports.drain_tx(Instant::now() + DEADLINE), 0);
+        assert_conserved(&ports, "after the mixed burst");
+    })
+    .join()
+    .expect("veth thread");
+}
+
+/// A UMEM smaller than the fill rings: the pool is split fairly between the
+/// two fill rings (a reserve kept for tx), a burst the fill ring cannot take
+/// shows up as kernel rx drops, and the frame count is conserved.
+#[test]
+fn scarce_shared_umem_is_split_fairly_and_conserved() {
+    if !privileged("xsk::scarce_shared_umem_is_split_fairly_and_conserved") {
+        return;
+    }
+    std::thread::spawn(|| {
+        // 64 frames per port, fill rings of 64: 128 frames for two rings of 64
+        // each plus the tx reserve (32 = a quarter of the UMEM).
+        let cfg = XskConfig {
+            frame_count: 64,
+            frame_size: 2048,
+            fill_size: 64,
+            ring_size: 64,
+        };
+        let Lab {
+            mut ports,
+            xa,
+            _links,
+            _progs,
+            ..
+        } = two_pairs(cfg);
+        let c = ports.census();
+        assert_eq!((c.total, c.free), (128, 32), "{c:?}");
+        assert_eq!((ports.fill_frames(0), ports.fill_frames(1)), (48, 48));
+
+        // 200 frames while nobody polls: 48 fit (port 0's fill ring), the rest
+        // are dropped by the kernel for lack of fill buffers.
+        const N: usize = 200;
+        for i in 0..N as u16 {
+            xa.send(&numbered(i)).expect("send on xa");
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let dropped = ports.stats().rx_dropped;
+        let mut received = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            received += ports.poll(64, |_, _| Fate::Drop).expect("poll");
+        }
+        let st = ports.stats();
+        eprintln!(
+            "scarce: received {received}, rx_dropped {dropped}, then {st:?}, census {:?}, \
+             fill {} / {}",
+            ports.census(),
+            ports.fill_frames(0),
+            ports.fill_frames(1)
+        );
+        assert_eq!(received, 48, "one fill ring's share");
+        assert!(dropped > 0, "the kernel's drops show in rx_dropped");
+        assert_eq!(
+            received + dropped as usize,
+            N,
+            "every frame received or counted once as dropped (fill ring empty)"
+        );
+        assert_conserved(&ports, "after the burst");
+        // The refill brought port 0's ring back to the level of port 1's.
+        assert_eq!((ports.fill_frames(0), ports.fill_frames(1)), (48, 48));
+    })
+    .join()
+    .expect("veth thread");
+}
+
+/// An rx ring smaller than the fill ring: a burst nobody polls overflows the rx
+/// ring, and the kernel's drops show (once each) in `rx_dropped`.
+#[test]
+fn rx_ring_full_shows_in_rx_dropped() {
+    if !privileged("xsk::rx_ring_full_shows_in_rx_dropped") {
+        return;
+    }
+    std::thread::spawn(|| {
+        let cfg = XskConfig {
+            frame_count: 256,
+            frame_size: 2048,
+            fill_size: 128,
+            ring_size: 32,
+        };
+        let Lab {
+            mut ports,
+            xa,
+            _links,
+            _progs,
+            ..
+        } = two_pairs(cfg);
+        const N: usize = 200;
+        for i in 0..N as u16 {
+            xa.send(&numbered(i)).expect("send on xa");
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let dropped = ports.stats().rx_dropped as usize;
+        let mut received = 0;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(300) {
+            received += ports.poll(64, |_, _| Fate::Drop).expect("poll");
+        }
+        eprintln!("rx ring full: received {received}, rx_dropped {dropped}");
+        assert_eq!(received, 32, "an rx ring's worth");
+        assert_eq!(received + dropped, N, "the rest counted once as dropped");
+        assert_conserved(&ports, "after the overflow");
+    })
+    .join()
+    .expect("veth thread");
 }

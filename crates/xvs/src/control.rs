@@ -16,13 +16,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xvs_config::{Config, DestKey, IdAllocator};
+use xvs_config::{Config, DestKey, DirectorConfig, IdAllocator, RemovedServers};
 use xvs_core::addr::from_bytes;
 use xvs_core::classify::{Action as RuleAction, Classifier};
 use xvs_core::forward::{DestTraffic, Shared, Snapshot, WorkerStats};
 use xvs_core::health::Event as HealthChange;
 use xvs_core::service::{
-    DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable, quorum_lost,
+    DestId, DestState, Method, RealServer, ServiceKey, ServiceSpec, ServiceTable, quorum_lost,
 };
 use xvs_core::time::Time;
 use xvs_io::frames::PortStats;
@@ -43,6 +43,9 @@ pub struct Override {
     /// Weight set at runtime (instead of the configured one).
     pub weight: Option<u32>,
 }
+
+/// Longest wait for the workers to take a new snapshot.
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 
 /// A real server as the operator names it: (service name, address, port).
 pub type ServerKey = (String, IpAddr, Option<u16>);
@@ -149,7 +152,9 @@ pub(crate) fn build_snapshot(
             }
         }
     }
-    if let Some(shared) = shared {
+    if let Some(shared) = shared
+        && config.director.removed_servers == RemovedServers::Keep
+    {
         keep_removed_servers(&mut specs, &rt.published, shared);
     }
     for spec in &mut specs {
@@ -613,7 +618,18 @@ impl Control {
     /// Build and publish the snapshot of `config`; update the steering maps.
     fn publish(&mut self, config: Config) -> Result<()> {
         let mut director_cfg = config;
-        director_cfg.director = self.config.director.clone();
+        // Interfaces, cores, tables and the backend change only on restart.
+        director_cfg.director = DirectorConfig {
+            removed_servers: director_cfg.director.removed_servers,
+            ..self.config.director.clone()
+        };
+        let old = self.snapshots.load();
+        let before: Vec<DestId> = self
+            .runtime
+            .published
+            .iter()
+            .flat_map(|s| s.servers.iter().map(|rs| rs.id))
+            .collect();
         let (snap, wanted) = build_snapshot(
             &director_cfg,
             &mut self.ids,
@@ -631,13 +647,43 @@ impl Control {
         self.steering.update(want)?;
         let rules_changed = director_cfg.rules != self.config.rules;
         self.config = director_cfg;
-        self.snapshots.publish(snap.clone());
+        let generation = self.snapshots.publish(snap.clone());
+        // Operators expect `xvs drain` to hold once it returns: wait (briefly)
+        // until every worker decides with the new snapshot.
+        if !self.snapshots.wait_taken(generation, PUBLISH_WAIT) {
+            tracing::warn!(
+                generation,
+                "a worker did not take the new snapshot within 250 ms"
+            );
+        }
         if rules_changed {
             let purged = self.shared.purge_blocked(&snap);
             tracing::info!(
                 purged,
                 "mark rules changed: connections now blocked were removed"
             );
+        }
+        if self.config.director.removed_servers == RemovedServers::Reset {
+            let now: Vec<DestId> = self
+                .runtime
+                .published
+                .iter()
+                .flat_map(|s| s.servers.iter().map(|rs| rs.id))
+                .collect();
+            let gone: Vec<DestId> = before.into_iter().filter(|id| !now.contains(id)).collect();
+            if !gone.is_empty() {
+                let shared = &self.shared;
+                let cut = shared.conns.retain(
+                    |c| !gone.contains(&c.dest),
+                    |c| shared.conn_gone(&old.services, c),
+                );
+                shared.persist.forget_dests(|id| gone.contains(&id));
+                tracing::info!(
+                    servers = gone.len(),
+                    connections = cut,
+                    "removed servers: connections reset"
+                );
+            }
         }
         self.note_servers(&wanted);
         Ok(())

@@ -31,7 +31,7 @@ use xvs_io::frames::PortStats;
 use xvs_io::netlink::Netlink;
 use xvs_io::packet::PacketPortSet;
 use xvs_io::steer::XdpMode;
-use xvs_io::xsk::{Port, PortSet, XskConfig};
+use xvs_io::xsk::{PortSet, XskConfig};
 
 use crate::control::{Control, Runtime, build_snapshot, initial_health, steered_addresses};
 use crate::ctl::{self, ControlSocket};
@@ -46,8 +46,9 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Period of the full re-read of links, routes and neighbours.
 const REFRESH: Duration = Duration::from_millis(500);
 
-/// UMEM of one socket: 2048 frames × 2 KiB = 4 MiB (two interfaces fit in the
-/// 8 MiB memlock limit even without CAP_IPC_LOCK... with it, more).
+/// AF_XDP sizes per port: 2048 frames × 2 KiB = 4 MiB of a worker's one shared
+/// UMEM per interface (8 MiB for two: needs CAP_IPC_LOCK beyond the 8 MiB
+/// memlock limit).
 fn xsk_config() -> XskConfig {
     XskConfig {
         frame_count: 2048,
@@ -73,7 +74,7 @@ pub fn run(path: &Path) -> Result<()> {
     let (snap, wanted) = build_snapshot(&config, &mut ids, &kernel, &mut runtime, None)?;
     let config_sizes = config.director.table_sizes();
     let shared = Arc::new(Shared::new(config_sizes));
-    let snapshots = Arc::new(SnapshotCell::new(snap.clone()));
+    let snapshots = Arc::new(SnapshotCell::new(snap.clone(), config.director.cores.len()));
     let want = steered_addresses(&config, &snap.services, &kernel.addresses, &[]);
     let backend = config.director.backend;
     let _gro = match (backend, config.director.xdp_mode) {
@@ -113,20 +114,19 @@ pub fn run(path: &Path) -> Result<()> {
         let director = Director::new(shared.clone(), snap.clone());
         let handle = match backend {
             Backend::AfXdp => {
-                let mut ports = Vec::new();
+                let ifs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let ports = PortSet::open(&ifs, id as u32, xsk_config()).with_context(|| {
+                    format!("AF_XDP sockets on queue {id} of {ifs:?} (one shared UMEM)")
+                })?;
                 for (i, name) in names.iter().enumerate() {
-                    let port = Port::open(name, id as u32, xsk_config()).with_context(|| {
-                        format!("interface {name}: AF_XDP socket on queue {id}")
-                    })?;
                     steering
-                        .bind_socket(i, id as u32, port.fd())
+                        .bind_socket(i, id as u32, ports.fd(i))
                         .with_context(|| format!("interface {name}: queue {id}"))?;
-                    ports.push(port);
                 }
                 spawn(Worker {
                     id,
                     core: Some(core),
-                    ports: PortSet::new(ports),
+                    ports,
                     director,
                     snapshots: snapshots.clone(),
                     stop: stop.clone(),

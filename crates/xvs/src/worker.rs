@@ -2,10 +2,10 @@
 //!
 //! One worker per configured core, pinned to it, owning one AF_XDP queue of every
 //! director interface ([`PortSet`]) and its own [`Director`] over the shared tables.
-//! Per iteration: one clock read, a batch from every port, `Director::process` on
-//! each frame, tx. Between batches (every [`FLUSH_EVERY`]) it hands its counters
-//! to the control thread and picks up a newer service snapshot if one was
-//! published. (Table expiry sweeps run on the control thread.)
+//! Per iteration: a newer service snapshot if one was published (one atomic
+//! load to know), one clock read, a batch from every port, `Director::process`
+//! on each frame, tx. Every [`FLUSH_EVERY`] it hands its counters to the control
+//! thread. (Table expiry sweeps run on the control thread.)
 //!
 //! Invariants: a worker never blocks while frames arrive (it sleeps in poll(2)
 //! only after [`SPIN_ROUNDS`] empty rounds, at most [`IDLE_WAIT_MS`]); it takes no
@@ -33,26 +33,57 @@ pub const IDLE_WAIT_MS: i32 = 10;
 /// How often counters are flushed and housekeeping runs.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// The latest service snapshot, published by the control thread.
+/// The latest service snapshot, published by the control thread, and which
+/// generation each worker has taken.
 #[derive(Debug)]
 pub struct SnapshotCell {
     generation: AtomicU64,
     snap: Mutex<Arc<Snapshot>>,
+    taken: Box<[AtomicU64]>,
 }
 
 impl SnapshotCell {
-    /// A cell holding `snap` (generation 0).
-    pub fn new(snap: Arc<Snapshot>) -> Self {
+    /// A cell holding `snap` (generation 0) for `workers` workers.
+    pub fn new(snap: Arc<Snapshot>, workers: usize) -> Self {
         SnapshotCell {
             generation: AtomicU64::new(0),
             snap: Mutex::new(snap),
+            taken: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    /// Replace the snapshot; workers take it between batches.
-    pub fn publish(&self, snap: Arc<Snapshot>) {
+    /// Replace the snapshot; workers take it before their next batch. Returns
+    /// its generation.
+    pub fn publish(&self, snap: Arc<Snapshot>) -> u64 {
         *self.snap.lock().unwrap_or_else(|p| p.into_inner()) = snap;
-        self.generation.fetch_add(1, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release) + 1
+    }
+
+    /// Worker `worker` now decides with generation `generation`.
+    fn taken(&self, worker: usize, generation: u64) {
+        if let Some(t) = self.taken.get(worker) {
+            t.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Waits (sleeping, at most `limit`) until every worker decides with
+    /// generation `generation` or newer; false if one did not in time. An idle
+    /// worker notices within its poll(2) timeout.
+    pub fn wait_taken(&self, generation: u64, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self
+                .taken
+                .iter()
+                .all(|t| t.load(Ordering::Acquire) >= generation)
+            {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The current snapshot.
@@ -115,6 +146,12 @@ impl<P: FrameIo> Worker<P> {
         let mut last_flush = Instant::now();
         let mut idle_rounds = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
+            let current = self.snapshots.generation();
+            if current != generation {
+                generation = current;
+                self.director.set_snapshot(self.snapshots.load());
+                self.snapshots.taken(self.id, generation);
+            }
             let wall = Instant::now();
             let now = Time::from_millis(wall.duration_since(self.epoch).as_millis() as u64);
             let director = &mut self.director;
@@ -139,7 +176,7 @@ impl<P: FrameIo> Worker<P> {
             }
             if wall.duration_since(last_flush) >= FLUSH_EVERY {
                 last_flush = wall;
-                self.between_batches(&mut generation);
+                self.flush();
             }
         }
         let left = self
@@ -151,15 +188,6 @@ impl<P: FrameIo> Worker<P> {
         self.flush();
         tracing::info!(worker = self.id, "worker stopped");
         Ok(())
-    }
-
-    fn between_batches(&mut self, generation: &mut u64) {
-        self.flush();
-        let current = self.snapshots.generation();
-        if current != *generation {
-            *generation = current;
-            self.director.set_snapshot(self.snapshots.load());
-        }
     }
 
     fn flush(&mut self) {

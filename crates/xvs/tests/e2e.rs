@@ -762,13 +762,14 @@ fn health_checks_failover_backup_sorry_and_reload() {
     let script = lab.file("check.sh", &format!("exit $(cat {})\n", state.display()));
     let sock = lab.dir.join("xvs.sock").to_string_lossy().into_owned();
     let fast = "interval: 0.2, connect_timeout: 0.5, fall: 2, rise: 2";
-    let config = |dl_server: &str| {
+    let config = |dl_server: &str, removed: &str| {
         format!(
             r#"
 director:
   interfaces: [ext, int]
   cores: [1]
   control_socket: {sock}
+  removed_servers: {removed}
 services:
   - name: web
     protocol: tcp
@@ -818,7 +819,7 @@ services:
             script = script.display()
         )
     };
-    let path = lab.file("xvs.yaml", &config("198.19.0.11"));
+    let path = lab.file("xvs.yaml", &config("198.19.0.11", "keep"));
     let _ = lab.curl(&net.client, "http://198.18.0.1:9/", &[]);
     let director = lab.director(&net.director, &path);
     let c = &net.client;
@@ -916,7 +917,7 @@ services:
     let long = lab.download(c, "http://198.18.1.5/big", "198.18.0.10", "1M");
     std::thread::sleep(Duration::from_millis(500));
     assert!(long.progress() > 0);
-    lab.file("xvs.yaml", &config("198.19.0.10"));
+    lab.file("xvs.yaml", &config("198.19.0.10", "keep"));
     lab.http_server(&net.servers[0], "rs1", "::", 8081);
     let (code, out) = cli(&lab, d, &sock, &["reload"]);
     assert_eq!(code, 0, "{out}");
@@ -933,6 +934,33 @@ services:
             c,
             "198.18.1.5",
             "rs1"
+        ))
+        .is_some()
+    );
+
+    // With `removed_servers: reset`, a reload removing the busy server cuts
+    // its transfer at once (SIGHUP this time).
+    let long = lab.download(c, "http://198.18.1.5/big", "198.18.0.10", "1M");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(long.progress() > 0);
+    lab.file("xvs.yaml", &config("198.19.0.11", "reset"));
+    director.signal("HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled_at = long.progress();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        long.progress(),
+        stalled_at,
+        "the transfer stopped with its connection"
+    );
+    assert!(stalled_at < 4 << 20, "cut before the end");
+    drop(long);
+    assert!(
+        within(Duration::from_secs(3), || all_from(
+            &lab,
+            c,
+            "198.18.1.5",
+            "rs2"
         ))
         .is_some()
     );
