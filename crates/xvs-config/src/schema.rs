@@ -105,6 +105,9 @@ pub struct DirectorConfig {
     pub tables: TablesConfig,
     /// Control socket path, if any.
     pub control_socket: Option<PathBuf>,
+    /// A group whose members may use the control socket too (mode 0660);
+    /// without it only the director's own user may (0600).
+    pub control_group: Option<String>,
     /// What a reload does with the connections of servers it removes.
     pub removed_servers: RemovedServers,
 }
@@ -321,6 +324,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         "cores",
         "tables",
         "control_socket",
+        "control_group",
         "removed_servers",
     ])?;
     let list = m.req("interfaces")?;
@@ -391,6 +395,16 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         Some(s) => Some(PathBuf::from(s.name()?)),
         None => None,
     };
+    let control_group = match m.opt("control_group") {
+        Some(g) => {
+            let name = g.name()?;
+            if name.is_empty() || name.contains([':', '/', ' ']) {
+                return Err(g.err(format!("`{name}` is not a valid group name")));
+            }
+            Some(name.to_owned())
+        }
+        None => None,
+    };
     let removed_servers = match m.opt("removed_servers") {
         Some(r) => r.one_of(&[
             ("keep", RemovedServers::Keep),
@@ -405,6 +419,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         cores,
         tables,
         control_socket,
+        control_group,
         removed_servers,
     })
 }

@@ -31,16 +31,25 @@ pub struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Binds `path` (owner-only: mode 0600; its directory is created 0700 if
-    /// missing). A stale socket file of a dead director is replaced; a live
-    /// one is an error (two directors would fight over it).
-    pub fn bind(path: &Path) -> Result<ControlSocket> {
+    /// Binds `path` (owner-only: mode 0600 — or 0660 with its group set to
+    /// `group`; a missing directory is created 0700, or 0750 for the group). A
+    /// stale socket file of a dead director is replaced; a live one is an error
+    /// (two directors would fight over it).
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<ControlSocket> {
+        let gid = group.map(group_id).transpose()?;
+        let (dir_mode, sock_mode) = if gid.is_some() {
+            (0o750, 0o660)
+        } else {
+            (0o700, 0o600)
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("control socket directory {}", dir.display()))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
+                .with_context(|| format!("control socket directory {}", dir.display()))?;
+            std::os::unix::fs::chown(dir, None, gid)
                 .with_context(|| format!("control socket directory {}", dir.display()))?;
         }
         if path.exists() {
@@ -55,7 +64,9 @@ impl ControlSocket {
         }
         let listener = UnixListener::bind(path)
             .with_context(|| format!("control socket {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        std::os::unix::fs::chown(path, None, gid)
+            .with_context(|| format!("control socket {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(sock_mode))
             .with_context(|| format!("control socket {}", path.display()))?;
         listener
             .set_nonblocking(true)
@@ -74,6 +85,23 @@ impl ControlSocket {
             }
         }
     }
+}
+
+/// The gid of group `name` (or a number), from /etc/group.
+fn group_id(name: &str) -> Result<u32> {
+    if let Ok(gid) = name.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let (n, _, gid) = (f.next()?, f.next()?, f.next()?);
+            (n == name).then(|| gid.parse().ok()).flatten()
+        })
+        .next()
+        .with_context(|| format!("control_group {name}: no such group in /etc/group"))
 }
 
 impl Drop for ControlSocket {
@@ -120,5 +148,73 @@ pub fn request(socket: &Path, words: &[String]) -> Result<String> {
             bail!("{}", &status["error: ".len()..])
         }
         _ => bail!("unexpected reply from the director: {reply:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xvs-ctl-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("xvs.sock")
+    }
+
+    #[test]
+    fn owner_only_socket_answers_requests_and_goes_away() {
+        let path = scratch("owner");
+        let sock = ControlSocket::bind(&path, None).expect("bind");
+        let meta = std::fs::metadata(&path).expect("socket file");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
+        // A second director on the same path is refused.
+        let again = ControlSocket::bind(&path, None).map(|_| ());
+        assert!(
+            format!("{again:?}").contains("another director"),
+            "{again:?}"
+        );
+        let client = {
+            let path = path.clone();
+            std::thread::spawn(move || request(&path, &["ping".into(), "x".into()]))
+        };
+        let start = std::time::Instant::now();
+        while !client.is_finished() && start.elapsed() < Duration::from_secs(5) {
+            sock.serve(|words| match words {
+                ["ping", arg] => Ok(format!("pong {arg}\n")),
+                _ => bail!("unknown"),
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(client.join().unwrap().unwrap(), "pong x\n");
+        drop(sock);
+        assert!(!path.exists(), "socket file removed on drop");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn a_group_may_share_the_socket() {
+        if !xvs_io::sys::effective_uid_is_root() {
+            let reason = "ctl::a_group_may_share_the_socket: chown to another group needs root";
+            assert!(
+                std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+                "{reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping"
+            );
+            eprintln!("SKIP: {reason}");
+            return;
+        }
+        let path = scratch("group");
+        let _sock = ControlSocket::bind(&path, Some("65534")).expect("bind with group");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, 65534));
+        let err = ControlSocket::bind(&scratch("nogroup"), Some("no-such-group-xvs"))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no such group"), "{err:#}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -97,7 +97,7 @@ pub fn run(path: &Path) -> Result<()> {
         .control_socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(ctl::DEFAULT_SOCKET));
-    let socket = ControlSocket::bind(&socket_path)?;
+    let socket = ControlSocket::bind(&socket_path, config.director.control_group.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
