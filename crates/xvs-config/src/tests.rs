@@ -150,6 +150,30 @@ fn shards_power_of_two_and_connections_minimum() {
 }
 
 #[test]
+fn control_group_and_removed_servers() {
+    let c = parse(
+        "director:\n  interfaces: [ext]\n  control_group: xvsadm\n  removed_servers: reset\n",
+        F,
+    )
+    .unwrap();
+    assert_eq!(c.director.control_group.as_deref(), Some("xvsadm"));
+    assert_eq!(c.director.removed_servers, crate::RemovedServers::Reset);
+    let d = parse("director:\n  interfaces: [ext]\n", F).unwrap();
+    assert_eq!(
+        (d.director.control_group, d.director.removed_servers),
+        (None, crate::RemovedServers::Keep)
+    );
+    assert_err(
+        "director:\n  interfaces: [ext]\n  removed_servers: drop\n",
+        "t.yaml:3:20: director.removed_servers: unknown value `drop` (expected one of: keep, reset)",
+    );
+    assert_err(
+        "director:\n  interfaces: [ext]\n  control_group: 'a b'\n",
+        "t.yaml:3:18: director.control_group: `a b` is not a valid group name",
+    );
+}
+
+#[test]
 fn unknown_enum_value() {
     assert_err(
         "director:\n  interfaces: [ext]\n  backend: dpdk\n",
