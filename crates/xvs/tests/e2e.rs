@@ -207,6 +207,10 @@ fn nat_suite(mode: &str, client_tx_csum: bool) {
     );
     requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 1);
 
+    // Malformed frames from the wire are counted by reason; the worker goes on.
+    malformed_frames(&lab, &net);
+    requests(&lab, c, "http://198.18.1.1/who", "198.18.0.10", 2);
+
     // A 4 MiB transfer arrives intact; no checksum errors anywhere.
     let body = lab
         .curl_bytes(
@@ -235,6 +239,12 @@ fn nat_suite(mode: &str, client_tx_csum: bool) {
         logs.contains("dropped blocked"),
         "blocked drops counted:\n{logs}"
     );
+    for reason in ["truncated", "bad_ip_checksum", "malformed"] {
+        assert!(
+            logs.contains(&format!("dropped {reason}")),
+            "{reason} counted:\n{logs}"
+        );
+    }
     if client_tx_csum {
         assert!(
             logs.contains("checksums completed"),
@@ -249,6 +259,40 @@ fn nat_suite(mode: &str, client_tx_csum: bool) {
         !tables.contains("xvs"),
         "guard table removed at exit:\n{tables}"
     );
+}
+
+/// Sends, from the client's side of the wire, frames to the VIP that are cut
+/// short, carry a wrong IPv4 header checksum, or claim an impossible header length.
+fn malformed_frames(lab: &Lab, net: &lab::NatLab) {
+    let ext_mac = lab.sh(&net.director, &["cat", "/sys/class/net/ext/address"]);
+    let mac: Vec<u8> = ext_mac
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let dst: [u8; 6] = mac.try_into().unwrap();
+    let good = xvs_core::wire::build::FrameSpec::tcp(
+        "198.18.0.10:40999".parse().unwrap(),
+        "198.18.1.1:80".parse().unwrap(),
+        0x02,
+    )
+    .with_macs([2, 0, 0, 0, 0, 0x99], dst)
+    .build();
+    let truncated = good[..14 + 20 + 8].to_vec(); // TCP header cut in half
+    let mut bad_sum = good.clone();
+    bad_sum[14 + 10] ^= 0xff; // IPv4 header checksum
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x43; // IHL 3 < 5
+    let frames = vec![truncated, bad_sum, bad_ihl];
+    in_netns(&net.client, move || {
+        let c0 = xvs_io::sys::if_index("c0").expect("c0");
+        let sock = xvs_io::sys::packet::PacketSocket::bind(c0).expect("AF_PACKET on c0");
+        for f in &frames {
+            for _ in 0..3 {
+                sock.send(f).expect("send");
+            }
+        }
+    });
 }
 
 #[test]
@@ -528,6 +572,36 @@ fn bad_input_is_refused_clearly() {
         text.contains("interface ext") && text.contains("not permitted"),
         "names the interface and the cause:\n{text}"
     );
+
+    // A UMEM over the memlock limit (no CAP_IPC_LOCK, a 4 MiB limit; a worker's
+    // shared UMEM for two interfaces is 8 MiB).
+    let mut tight = vec![
+        "setpriv",
+        "--bounding-set=-ipc_lock",
+        "--inh-caps=-ipc_lock",
+        "--",
+        "prlimit",
+        "--memlock=4194304:4194304",
+        "--",
+        env!("CARGO_BIN_EXE_xvs"),
+        "run",
+        "-c",
+    ];
+    tight.push(&config_s);
+    let out = lab.try_sh(d, &tight);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("\"ext\", \"int\"") && text.contains("RLIMIT_MEMLOCK"),
+        "names the interfaces and the memlock limit:\n{text}"
+    );
+    for iface in ["ext", "int"] {
+        let link = lab.sh(d, &["ip", "link", "show", iface]);
+        assert!(
+            !link.contains("xdp"),
+            "nothing left attached on {iface}:\n{link}"
+        );
+    }
 
     // XDP already attached: a second director on the same interfaces fails and
     // the first keeps serving.
