@@ -51,6 +51,9 @@ pub struct HttpCheck {
     pub status: Vec<StatusRange>,
     /// A substring the body must contain (within the first bytes read).
     pub expect_body: Option<String>,
+    /// MD5 of the whole body (keepalived `HTTP_GET … digest`, as `genhash` or
+    /// `md5sum` print it).
+    pub digest: Option<[u8; 16]>,
 }
 
 impl HttpCheck {
@@ -137,6 +140,7 @@ pub(crate) const CHECK_KEYS: &[&str] = &[
     "host",
     "status",
     "expect_body",
+    "digest",
     "payload",
     "command",
     "dynamic",
@@ -148,6 +152,7 @@ const TYPED_KEYS: &[(&str, &[&str])] = &[
     ("host", &["http"]),
     ("status", &["http"]),
     ("expect_body", &["http", "udp"]),
+    ("digest", &["http"]),
     ("payload", &["udp"]),
     ("command", &["misc"]),
     ("dynamic", &["misc"]),
@@ -331,11 +336,33 @@ pub(crate) fn decode_check(v: &Val<'_>) -> R<CheckConfig> {
                 }
                 None => vec![StatusRange { lo: 200, hi: 299 }],
             };
+            let digest = match m.opt("digest") {
+                Some(d) => {
+                    let hex = d.name()?;
+                    let bytes: Option<Vec<u8>> = (hex.len() == 32)
+                        .then(|| {
+                            (0..16)
+                                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                                .collect()
+                        })
+                        .flatten();
+                    match bytes {
+                        Some(b) => Some(<[u8; 16]>::try_from(b).expect("16 bytes")),
+                        None => {
+                            return Err(d.err(format!(
+                                "`{hex}` is not an MD5 digest (32 hexadecimal digits)"
+                            )));
+                        }
+                    }
+                }
+                None => None,
+            };
             CheckKind::Http(HttpCheck {
                 path,
                 host,
                 status,
                 expect_body,
+                digest,
             })
         }
         "udp" => CheckKind::Udp(UdpCheck {

@@ -150,6 +150,26 @@ fn shards_power_of_two_and_connections_minimum() {
 }
 
 #[test]
+fn http_digest_is_md5_hex() {
+    let svc = |digest: &str| {
+        format!(
+            "{HEAD}  - name: web\n    protocol: tcp\n    vip: 198.18.1.1\n    port: 80\n    \
+             check: {{type: http, digest: {digest}}}\n    real_servers: [{{address: 198.19.0.10, port: 8080}}]\n"
+        )
+    };
+    let c = parse(&svc("444bcb3a3fcf8389296c49467f27e1d6"), F).unwrap();
+    match &c.services[0].check.as_ref().unwrap().kind {
+        CheckKind::Http(h) => assert_eq!(h.digest.unwrap()[..2], [0x44, 0x4b]),
+        other => panic!("{other:?}"),
+    }
+    let e = err(&svc("444bcb3a")).to_string();
+    assert!(
+        e.starts_with("t.yaml:8:") && e.contains("is not an MD5 digest"),
+        "{e}"
+    );
+}
+
+#[test]
 fn control_group_and_removed_servers() {
     let c = parse(
         "director:\n  interfaces: [ext]\n  control_group: xvsadm\n  removed_servers: reset\n",
@@ -856,6 +876,7 @@ fn check_defaults() {
     assert_eq!(
         check.kind,
         CheckKind::Http(crate::HttpCheck {
+            digest: None,
             path: "/".into(),
             host: None,
             status: vec![StatusRange { lo: 200, hi: 299 }],

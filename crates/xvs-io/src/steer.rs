@@ -86,11 +86,16 @@ pub const R7: Reg = Reg(7);
 pub const R8: Reg = Reg(8);
 /// Callee-saved.
 pub const R9: Reg = Reg(9);
+/// The read-only frame pointer (top of the program's 512-byte stack).
+pub const R10: Reg = Reg(10);
 
 /// Opcode pieces (`linux/bpf_common.h`, `linux/bpf.h`).
 mod op {
     pub const LD: u8 = 0x00;
     pub const LDX: u8 = 0x01;
+    pub const ST: u8 = 0x02;
+    pub const STX: u8 = 0x03;
+    pub const ALU: u8 = 0x04;
     pub const JMP: u8 = 0x05;
     pub const ALU64: u8 = 0x07;
 
@@ -103,7 +108,17 @@ mod op {
     pub const MEM: u8 = 0x60;
 
     pub const ADD: u8 = 0x00;
+    pub const SUB: u8 = 0x10;
+    pub const AND: u8 = 0x50;
+    pub const LSH: u8 = 0x60;
+    pub const RSH: u8 = 0x70;
+    pub const MOD: u8 = 0x90;
+    pub const XOR: u8 = 0xa0;
     pub const MOV: u8 = 0xb0;
+    pub const END: u8 = 0xd0;
+
+    /// `BPF_TO_BE` (with `END`): convert to big-endian.
+    pub const TO_BE: u8 = 0x08;
 
     pub const JA: u8 = 0x00;
     pub const JEQ: u8 = 0x10;
@@ -124,6 +139,10 @@ mod op {
 pub mod helper {
     /// `void *bpf_map_lookup_elem(map, key)`.
     pub const MAP_LOOKUP_ELEM: i32 = 1;
+    /// `long bpf_map_update_elem(map, key, value, flags)`.
+    pub const MAP_UPDATE_ELEM: i32 = 2;
+    /// `u64 bpf_ktime_get_ns(void)`: CLOCK_MONOTONIC in ns.
+    pub const KTIME_GET_NS: i32 = 5;
     /// `long bpf_redirect_map(map, key, flags)`.
     pub const REDIRECT_MAP: i32 = 51;
 }
@@ -161,6 +180,88 @@ impl Insn {
         Self::new(op::ALU64 | op::ADD | op::K, dst, 0, 0, imm)
     }
 
+    /// `dst += src` (64-bit).
+    pub const fn add64_reg(dst: Reg, src: Reg) -> Self {
+        Self::new(op::ALU64 | op::ADD | op::X, dst, src.0, 0, 0)
+    }
+
+    /// `dst -= src` (64-bit).
+    pub const fn sub64_reg(dst: Reg, src: Reg) -> Self {
+        Self::new(op::ALU64 | op::SUB | op::X, dst, src.0, 0, 0)
+    }
+
+    /// `dst &= imm` (64-bit; `imm` is sign-extended).
+    pub const fn and64_imm(dst: Reg, imm: i32) -> Self {
+        Self::new(op::ALU64 | op::AND | op::K, dst, 0, 0, imm)
+    }
+
+    /// `dst <<= imm` (64-bit).
+    pub const fn lsh64_imm(dst: Reg, imm: i32) -> Self {
+        Self::new(op::ALU64 | op::LSH | op::K, dst, 0, 0, imm)
+    }
+
+    /// `dst >>= imm` (64-bit, logical).
+    pub const fn rsh64_imm(dst: Reg, imm: i32) -> Self {
+        Self::new(op::ALU64 | op::RSH | op::K, dst, 0, 0, imm)
+    }
+
+    /// `dst >>= src` (64-bit, logical; the shift is taken modulo 64).
+    pub const fn rsh64_reg(dst: Reg, src: Reg) -> Self {
+        Self::new(op::ALU64 | op::RSH | op::X, dst, src.0, 0, 0)
+    }
+
+    /// `dst %= imm` (64-bit, unsigned; `imm` must not be 0).
+    pub const fn mod64_imm(dst: Reg, imm: i32) -> Self {
+        Self::new(op::ALU64 | op::MOD | op::K, dst, 0, 0, imm)
+    }
+
+    /// `dst = (u32)src` (32-bit move: the upper half is zeroed).
+    pub const fn mov32_reg(dst: Reg, src: Reg) -> Self {
+        Self::new(op::ALU | op::MOV | op::X, dst, src.0, 0, 0)
+    }
+
+    /// `dst = (u32)(dst ^ imm)` (32-bit: the upper half is zeroed).
+    pub const fn xor32_imm(dst: Reg, imm: i32) -> Self {
+        Self::new(op::ALU | op::XOR | op::K, dst, 0, 0, imm)
+    }
+
+    /// `dst = htobe{bits}(dst)` (`bits` 16, 32 or 64; the result is
+    /// zero-extended): on a little-endian host a byte swap, so a value loaded
+    /// from network-order bytes becomes its host-order number and back.
+    pub const fn to_be(dst: Reg, bits: i32) -> Self {
+        Self::new(op::ALU | op::END | op::TO_BE, dst, 0, 0, bits)
+    }
+
+    /// `dst = *(u64 *)(src + off)`.
+    pub const fn ldx_dw(dst: Reg, src: Reg, off: i16) -> Self {
+        Self::new(op::LDX | op::MEM | op::DW, dst, src.0, off, 0)
+    }
+
+    /// `*(u64 *)(dst + off) = src`.
+    pub const fn stx_dw(dst: Reg, off: i16, src: Reg) -> Self {
+        Self::new(op::STX | op::MEM | op::DW, dst, src.0, off, 0)
+    }
+
+    /// `*(u32 *)(dst + off) = src`.
+    pub const fn stx_w(dst: Reg, off: i16, src: Reg) -> Self {
+        Self::new(op::STX | op::MEM | op::W, dst, src.0, off, 0)
+    }
+
+    /// `*(u16 *)(dst + off) = src`.
+    pub const fn stx_h(dst: Reg, off: i16, src: Reg) -> Self {
+        Self::new(op::STX | op::MEM | op::H, dst, src.0, off, 0)
+    }
+
+    /// `*(u32 *)(dst + off) = imm`.
+    pub const fn st_w(dst: Reg, off: i16, imm: i32) -> Self {
+        Self::new(op::ST | op::MEM | op::W, dst, 0, off, imm)
+    }
+
+    /// `*(u64 *)(dst + off) = imm` (sign-extended).
+    pub const fn st_dw(dst: Reg, off: i16, imm: i32) -> Self {
+        Self::new(op::ST | op::MEM | op::DW, dst, 0, off, imm)
+    }
+
     /// `dst = *(u32 *)(src + off)`.
     pub const fn ldx_w(dst: Reg, src: Reg, off: i16) -> Self {
         Self::new(op::LDX | op::MEM | op::W, dst, src.0, off, 0)
@@ -194,6 +295,16 @@ impl Insn {
     /// `if dst >= imm goto +off` (unsigned).
     pub const fn jge_imm(dst: Reg, imm: i32, off: i16) -> Self {
         Self::new(op::JMP | op::JGE | op::K, dst, 0, off, imm)
+    }
+
+    /// `if dst > imm goto +off` (unsigned).
+    pub const fn jgt_imm(dst: Reg, imm: i32, off: i16) -> Self {
+        Self::new(op::JMP | op::JGT | op::K, dst, 0, off, imm)
+    }
+
+    /// `if dst >= src goto +off` (unsigned).
+    pub const fn jge_reg(dst: Reg, src: Reg, off: i16) -> Self {
+        Self::new(op::JMP | op::JGE | op::X, dst, src.0, off, 0)
     }
 
     /// `if dst > src goto +off` (unsigned).
@@ -840,6 +951,24 @@ mod tests {
         assert_eq!(Insn::ja(0).code, 0x05);
         assert_eq!(Insn::call(1).code, 0x85);
         assert_eq!(Insn::exit().code, 0x95);
+        assert_eq!(Insn::add64_reg(R1, R2).code, 0x0f);
+        assert_eq!(Insn::sub64_reg(R1, R2).code, 0x1f);
+        assert_eq!(Insn::and64_imm(R1, 7).code, 0x57);
+        assert_eq!(Insn::lsh64_imm(R1, 3).code, 0x67);
+        assert_eq!(Insn::rsh64_imm(R1, 3).code, 0x77);
+        assert_eq!(Insn::rsh64_reg(R1, R2).code, 0x7f);
+        assert_eq!(Insn::mod64_imm(R1, 3).code, 0x97);
+        assert_eq!(Insn::mov32_reg(R1, R2).code, 0xbc);
+        assert_eq!(Insn::xor32_imm(R1, -1).code, 0xa4);
+        assert_eq!(Insn::to_be(R1, 16).code, 0xdc);
+        assert_eq!(Insn::ldx_dw(R1, R2, 0).code, 0x79);
+        assert_eq!(Insn::stx_dw(R1, 0, R2).code, 0x7b);
+        assert_eq!(Insn::stx_w(R1, 0, R2).code, 0x63);
+        assert_eq!(Insn::stx_h(R1, 0, R2).code, 0x6b);
+        assert_eq!(Insn::st_w(R10, -4, 0).code, 0x62);
+        assert_eq!(Insn::st_dw(R10, -8, 0).code, 0x7a);
+        assert_eq!(Insn::jgt_imm(R1, 0, 0).code, 0x25);
+        assert_eq!(Insn::jge_reg(R1, R2, 0).code, 0x3d);
         if cfg!(target_endian = "little") {
             assert_eq!(Insn::mov64_reg(R6, R1).regs, 0x16);
             assert_eq!(Insn::ld_map_fd(R1, 3)[0].regs, 0x11);

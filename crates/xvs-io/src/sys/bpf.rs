@@ -1,8 +1,11 @@
 //! # sys::bpf — thin wrappers over the `bpf(2)` system call
 //!
-//! Just the commands the steering program needs: create a map (hash, XSKMAP),
-//! update / delete an element, load an XDP program (with the verifier's log),
-//! and run a program on a buffer (`BPF_PROG_TEST_RUN`).
+//! Just the commands the steering program and the packet generator need:
+//! create a map (hash, array, their per-CPU variants, XSKMAP), update / delete /
+//! look up an element and walk the keys, load an XDP program (with the
+//! verifier's log), run a program on a buffer (`BPF_PROG_TEST_RUN`), and send
+//! live frames through a program ([`prog_test_run_live`],
+//! `BPF_F_TEST_XDP_LIVE_FRAMES`).
 //!
 //! The `bpf_attr` union is modelled as a `#[repr(C)]` union of the per-command
 //! structs (prefixes of the kernel UAPI layout, `linux/bpf.h`) and a 128-byte raw
@@ -22,8 +25,10 @@ use crate::steer::Insn;
 /// `enum bpf_cmd` values used here.
 mod cmd {
     pub const MAP_CREATE: u32 = 0;
+    pub const MAP_LOOKUP_ELEM: u32 = 1;
     pub const MAP_UPDATE_ELEM: u32 = 2;
     pub const MAP_DELETE_ELEM: u32 = 3;
+    pub const MAP_GET_NEXT_KEY: u32 = 4;
     pub const PROG_LOAD: u32 = 5;
     pub const PROG_TEST_RUN: u32 = 10;
     pub const LINK_CREATE: u32 = 28;
@@ -50,6 +55,12 @@ const MAX_INSNS: usize = 4096;
 pub enum MapType {
     /// `BPF_MAP_TYPE_HASH`.
     Hash = 1,
+    /// `BPF_MAP_TYPE_ARRAY`: `u32` index → value, all entries exist (zeroed).
+    Array = 2,
+    /// `BPF_MAP_TYPE_PERCPU_HASH`: a hash with one value per possible CPU.
+    PercpuHash = 5,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY`: an array with one value per possible CPU.
+    PercpuArray = 6,
     /// `BPF_MAP_TYPE_XSKMAP`: queue index → AF_XDP socket.
     XskMap = 17,
 }
@@ -116,6 +127,7 @@ impl AsFd for BpfFd {
 #[derive(Debug)]
 pub struct Map {
     fd: BpfFd,
+    map_type: MapType,
     key_size: usize,
     value_size: usize,
 }
@@ -135,6 +147,54 @@ impl Map {
     pub fn value_size(&self) -> usize {
         self.value_size
     }
+
+    /// The map's type.
+    pub fn map_type(&self) -> MapType {
+        self.map_type
+    }
+
+    /// Whether the map keeps one value per possible CPU.
+    pub fn is_percpu(&self) -> bool {
+        matches!(self.map_type, MapType::PercpuHash | MapType::PercpuArray)
+    }
+
+    /// Bytes that [`map_lookup_elem`] fills: the value size, or for a per-CPU
+    /// map the value size rounded up to 8 times [`possible_cpus`] (CPU `i`'s
+    /// value starts at `i * round_up(value_size, 8)`).
+    pub fn lookup_len(&self) -> Result<usize, BpfError> {
+        if self.is_percpu() {
+            let cpus = possible_cpus().map_err(|source| BpfError::Syscall {
+                cmd: "possible CPUs (/sys/devices/system/cpu/possible)",
+                source,
+            })?;
+            Ok(self.value_size.next_multiple_of(8) * cpus)
+        } else {
+            Ok(self.value_size)
+        }
+    }
+}
+
+/// The number of possible CPUs (the per-CPU map value count): the highest CPU
+/// number in `/sys/devices/system/cpu/possible` (e.g. `0-1`, `0,2-3`) plus one.
+pub fn possible_cpus() -> io::Result<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
+    parse_cpu_list(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unexpected CPU list {text:?}"),
+        )
+    })
+}
+
+/// The highest CPU in a kernel CPU list (`0-3,5`) plus one.
+fn parse_cpu_list(text: &str) -> Option<usize> {
+    let mut max = None;
+    for part in text.trim().split(',') {
+        let last = part.rsplit('-').next()?;
+        let n: usize = last.trim().parse().ok()?;
+        max = Some(max.map_or(n, |m: usize| m.max(n)));
+    }
+    max.map(|m| m + 1)
 }
 
 // ---- bpf_attr layouts (prefixes of `union bpf_attr`, linux/bpf.h) ----
@@ -320,6 +380,7 @@ pub fn map_create(
         })?;
     Ok(Map {
         fd: owned_fd(ret),
+        map_type,
         key_size,
         value_size,
     })
@@ -372,6 +433,63 @@ pub fn map_delete_elem(map: &Map, key: &[u8]) -> Result<bool, BpfError> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(source) => Err(BpfError::Syscall {
             cmd: "BPF_MAP_DELETE_ELEM",
+            source,
+        }),
+    }
+}
+
+/// `BPF_MAP_LOOKUP_ELEM`: copies the value of `key` into `value`, which must be
+/// exactly [`Map::lookup_len`] bytes (all CPUs' values for a per-CPU map);
+/// `Ok(false)` when the key is absent (`ENOENT`).
+pub fn map_lookup_elem(map: &Map, key: &[u8], value: &mut [u8]) -> Result<bool, BpfError> {
+    check_size("key", key.len(), map.key_size)?;
+    check_size("value", value.len(), map.lookup_len()?)?;
+    let mut attr = Attr::zeroed();
+    attr.map_elem = MapElemAttr {
+        map_fd: map.fd.raw() as u32,
+        _pad: 0,
+        key: ptr_u64(key.as_ptr()),
+        value: ptr_u64(value.as_mut_ptr()),
+        flags: 0,
+    };
+    // SAFETY: `key` is a live slice of exactly the map's key size, which the
+    // kernel reads; `value` is an exclusively borrowed buffer of exactly the
+    // size the kernel writes for this map (value size, or per-CPU: rounded value
+    // size × possible CPUs; both checked above); both outlive the call.
+    match unsafe { sys_bpf(cmd::MAP_LOOKUP_ELEM, &mut attr) } {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(source) => Err(BpfError::Syscall {
+            cmd: "BPF_MAP_LOOKUP_ELEM",
+            source,
+        }),
+    }
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`: writes the key after `key` (the first key when
+/// `key` is `None` or no longer present) into `next`; `Ok(false)` at the end.
+pub fn map_get_next_key(map: &Map, key: Option<&[u8]>, next: &mut [u8]) -> Result<bool, BpfError> {
+    if let Some(k) = key {
+        check_size("key", k.len(), map.key_size)?;
+    }
+    check_size("next key", next.len(), map.key_size)?;
+    let mut attr = Attr::zeroed();
+    attr.map_elem = MapElemAttr {
+        map_fd: map.fd.raw() as u32,
+        _pad: 0,
+        key: key.map_or(0, |k| ptr_u64(k.as_ptr())),
+        value: ptr_u64(next.as_mut_ptr()),
+        flags: 0,
+    };
+    // SAFETY: `key`, when given, is a live slice of the map's key size that the
+    // kernel reads (a null key asks for the first key); `next` is an exclusively
+    // borrowed buffer of exactly the key size, which the kernel writes; both
+    // outlive the call.
+    match unsafe { sys_bpf(cmd::MAP_GET_NEXT_KEY, &mut attr) } {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(source) => Err(BpfError::Syscall {
+            cmd: "BPF_MAP_GET_NEXT_KEY",
             source,
         }),
     }
@@ -507,6 +625,99 @@ pub fn prog_test_run(prog: &BpfFd, data: &[u8]) -> Result<TestRun, BpfError> {
     })
 }
 
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: frames leave through the program's verdict
+/// (`XDP_TX`, `XDP_REDIRECT`) instead of being copied back.
+const TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+/// `TEST_XDP_MAX_BATCH` in net/bpf/test_run.c.
+const TEST_XDP_MAX_BATCH: u32 = 256;
+
+/// `struct xdp_md` as the test-run context (`ctx_in`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+const _: () = assert!(size_of::<XdpMd>() == 24);
+
+/// Result of one [`prog_test_run_live`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveRun {
+    /// The kernel's measured mean time per frame, in ns.
+    pub duration_ns: u32,
+}
+
+/// `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`: runs the XDP program
+/// `repeat` times on fresh copies of `data` (from a page pool, initialised from
+/// `data` once per page: a program's changes to a frame persist into the next
+/// run on that page), as if received on queue `rx_queue` of `ifindex`, and
+/// carries out each verdict: `XDP_TX` sends the frame out of `ifindex`
+/// (on a veth: to its peer, which needs an XDP program or GRO to take it),
+/// `XDP_REDIRECT` redirects it, `XDP_PASS` hands it to the stack.
+/// `batch_size` frames are processed per redirect flush (0: the kernel's
+/// default, 64; at most 256). Interruptible by signals (`EINTR`).
+pub fn prog_test_run_live(
+    prog: &BpfFd,
+    data: &[u8],
+    ifindex: u32,
+    rx_queue: u32,
+    repeat: u32,
+    batch_size: u32,
+) -> Result<LiveRun, BpfError> {
+    if batch_size > TEST_XDP_MAX_BATCH {
+        return Err(BpfError::OutOfRange {
+            what: "live-frames batch size",
+            len: batch_size as usize,
+        });
+    }
+    let len = u32_of("frame length", data.len())?;
+    let ctx = XdpMd {
+        data: 0,
+        data_end: len,
+        data_meta: 0,
+        ingress_ifindex: ifindex,
+        rx_queue_index: rx_queue,
+        egress_ifindex: 0,
+    };
+    let mut attr = Attr::zeroed();
+    attr.test_run = TestRunAttr {
+        prog_fd: prog.raw() as u32,
+        retval: 0,
+        data_size_in: len,
+        data_size_out: 0,
+        data_in: ptr_u64(data.as_ptr()),
+        data_out: 0,
+        repeat,
+        duration: 0,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_size_out: 0,
+        ctx_in: ptr_u64(&raw const ctx),
+        ctx_out: 0,
+        flags: TEST_XDP_LIVE_FRAMES,
+        cpu: 0,
+        batch_size,
+        _pad: 0,
+    };
+    // SAFETY: `data` is a live slice of `data_size_in` bytes and `ctx` a live
+    // `struct xdp_md` of `ctx_size_in` bytes, both only read by the kernel during
+    // the call; no output buffers are passed (live mode forbids them).
+    unsafe { sys_bpf(cmd::PROG_TEST_RUN, &mut attr) }.map_err(|source| BpfError::Syscall {
+        cmd: "BPF_PROG_TEST_RUN (live frames)",
+        source,
+    })?;
+    // SAFETY: `test_run` is the arm written above; the kernel writes back into
+    // the same layout (retval, duration), all plain integers.
+    let result = unsafe { attr.test_run };
+    Ok(LiveRun {
+        duration_ns: result.duration,
+    })
+}
+
 /// `BPF_XDP`: the attach type of an XDP link.
 const ATTACH_TYPE_XDP: u32 = 37;
 
@@ -550,4 +761,18 @@ pub fn xdp_link_create(prog: &BpfFd, ifindex: u32, mode: XdpMode) -> Result<BpfF
             source,
         })?;
     Ok(owned_fd(ret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0\n"), Some(1));
+        assert_eq!(parse_cpu_list("0-1\n"), Some(2));
+        assert_eq!(parse_cpu_list("0,2-3"), Some(4));
+        assert_eq!(parse_cpu_list("0-7,9"), Some(10));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
 }

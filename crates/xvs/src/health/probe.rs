@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use md5::{Digest, Md5};
 use xvs_config::{CheckKind, HttpCheck, MiscCheck, UdpCheck};
 use xvs_core::health::ProbeResult;
 
@@ -106,6 +107,11 @@ fn status_code(line: &[u8]) -> Option<u16> {
     code.parse().ok()
 }
 
+/// Lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn http(addr: SocketAddr, h: &HttpCheck, deadline: Instant) -> Result<ProbeResult, ProbeResult> {
     let mut s = connect(addr, deadline)?;
     let host = match &h.host {
@@ -141,6 +147,35 @@ fn http(addr: SocketAddr, h: &HttpCheck, deadline: Instant) -> Result<ProbeResul
             code = Some(c);
         }
         if let Some(c) = code {
+            if let Some(want) = &h.digest {
+                // The whole body is needed: read to the end (bounded).
+                if !eof && buf.len() < MAX_HTTP_RESPONSE {
+                    s.set_read_timeout(Some(left(deadline, &format!("reading from {addr}"))?))
+                        .map_err(|e| io_fail("reading from", addr, &e))?;
+                    let room = (MAX_HTTP_RESPONSE - buf.len()).min(chunk.len());
+                    match s.read(&mut chunk[..room]) {
+                        Ok(0) => eof = true,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io_fail("reading from", addr, &e)),
+                    }
+                    continue;
+                }
+                if !eof {
+                    return Err(fail(format!(
+                        "{addr}: body longer than {MAX_HTTP_RESPONSE} bytes: no digest"
+                    )));
+                }
+                let body = find(&buf, b"\r\n\r\n").map_or(&buf[..0], |e| &buf[e + 4..]);
+                let got: [u8; 16] = Md5::digest(body).into();
+                if got != *want {
+                    return Err(fail(format!(
+                        "{addr}: body digest {} is not the expected {}",
+                        hex(&got),
+                        hex(want)
+                    )));
+                }
+            }
             let Some(expect) = &h.expect_body else {
                 return Ok(ProbeResult::Success);
             };

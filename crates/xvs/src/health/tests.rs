@@ -179,6 +179,7 @@ fn http_kind(expect_body: Option<&str>) -> CheckKind {
             StatusRange { lo: 404, hi: 404 },
         ],
         expect_body: expect_body.map(str::to_owned),
+        digest: None,
     })
 }
 
@@ -206,6 +207,44 @@ fn http_status_and_body() {
     *srv.body.lock().unwrap() = "nope".into();
     expect_down(&rx, "body does not contain \"ok\"");
     *srv.body.lock().unwrap() = "all is ok here".into();
+    expect_up(&rx);
+    h.stop();
+}
+
+#[test]
+fn a_server_answering_garbage_fails_the_http_check() {
+    // Answers every connection with bytes that are not HTTP, then closes.
+    let l = TcpListener::bind((LO, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(b"\x00\xffSSH-2.0-garbage\r\n\r\nmore");
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    let h = HealthRunner::spawn(vec![target(port, http_kind(None), fast(false))], tx).unwrap();
+    expect_down(&rx, "not an HTTP status line");
+    h.stop();
+}
+
+#[test]
+fn http_body_digest_like_keepalived() {
+    let srv = http_server();
+    // md5("ok") = 444bcb3a3fcf8389296c49467f27e1d6 (as `md5sum` prints it).
+    let mut kind = http_kind(None);
+    if let CheckKind::Http(h) = &mut kind {
+        h.digest = Some([
+            0x44, 0x4b, 0xcb, 0x3a, 0x3f, 0xcf, 0x83, 0x89, 0x29, 0x6c, 0x49, 0x46, 0x7f, 0x27,
+            0xe1, 0xd6,
+        ]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let h = HealthRunner::spawn(vec![target(srv.port, kind, fast(true))], tx).unwrap();
+    expect_down(&rx, "alpha");
+    expect_up(&rx);
+    *srv.body.lock().unwrap() = "ok!".into();
+    expect_down(&rx, "digest");
+    *srv.body.lock().unwrap() = "ok".into();
     expect_up(&rx);
     h.stop();
 }

@@ -1,0 +1,763 @@
+//! `xvs-sidebyside`: the side-by-side forwarding benchmark (issue 4/4).
+//!
+//! One run builds a lab of three network namespaces —
+//!
+//! ```text
+//!  gen: g0 198.18.0.10 ══ ext 198.18.0.1 ─ dir ─ int 198.19.0.1 ══ s0 198.19.0.10, .11 :sink
+//!       (XDP live-frame generator, cpu 0)     (the forwarder, cpu 1)       (XDP sink/meter)
+//! ```
+//!
+//! — and, at the same frame size and flow counts (1k and 64k), measures in turn:
+//! (a) a bare AF_XDP forwarder from `xvs-io` that takes no decision (MACs
+//! rewritten, ext → int): the limit of this path; (b) `xvs run` NAT; (c) `xvs
+//! run` DR; (d) the kernel's nftables DNAT `numgen` load balancer; (e) `xvs
+//! run` on AF_PACKET. Each row: flat-out delivered Mpps and its ratio to (a),
+//! loss % when offered 80 % of (a)'s rate, and latency p50 / p99 at that load
+//! (from the generator's timestamps, read by the sink). It prints one table and
+//! appends it, with date, commit and command, to `benches/RESULTS.md`.
+//!
+//! Safety: lab addresses only (198.18.0.0/15), namespaces made and deleted by
+//! this run (also on Ctrl-C / SIGTERM, checked between phases), every loop
+//! bounded in frames and time, children ended by their PID.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xvs_io::frames::{Fate, FrameIo};
+use xvs_io::steer::{SteeringProgram, XdpMode};
+use xvs_io::xsk::{PortSet, XskConfig};
+use xvs_pktgen::program::bucket_value;
+use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
+
+const USAGE: &str =
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--xvs PATH] [--no-append]
+  builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
+  nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md";
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+const SERVERS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 19, 0, 10), Ipv4Addr::new(198, 19, 0, 11)];
+const PORT: u16 = 9;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Bare,
+    XvsNat,
+    XvsDr,
+    Nftables,
+    XvsAfPacket,
+}
+
+impl Variant {
+    const ALL: [Variant; 5] = [
+        Variant::Bare,
+        Variant::XvsNat,
+        Variant::XvsDr,
+        Variant::Nftables,
+        Variant::XvsAfPacket,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Bare => "(a) bare AF_XDP forwarder",
+            Variant::XvsNat => "(b) xvs NAT (AF_XDP)",
+            Variant::XvsDr => "(c) xvs DR (AF_XDP)",
+            Variant::Nftables => "(d) nftables DNAT numgen",
+            Variant::XvsAfPacket => "(e) xvs NAT (AF_PACKET)",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    seconds: f64,
+    size: usize,
+    flows: Vec<u32>,
+    xvs: PathBuf,
+    append: bool,
+}
+
+/// One measured row.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    variant: Variant,
+    flows: u32,
+    offered_mpps: f64,
+    delivered_mpps: f64,
+    loss_at_80: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn main() {
+    match run() {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("xvs-sidebyside: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn parse_args() -> Result<Options> {
+    let mut o = Options {
+        seconds: 3.0,
+        size: 64,
+        flows: vec![1024, 65536],
+        xvs: std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("xvs"))
+            .unwrap_or_else(|| PathBuf::from("xvs")),
+        append: true,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || {
+            it.next()
+                .with_context(|| format!("{a} takes a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--seconds" => o.seconds = val()?.parse().context("--seconds")?,
+            "--size" => o.size = val()?.parse().context("--size")?,
+            "--flows" => {
+                o.flows = val()?
+                    .split(',')
+                    .map(|f| f.parse().context("--flows"))
+                    .collect::<Result<_>>()?
+            }
+            "--xvs" => o.xvs = PathBuf::from(val()?),
+            "--no-append" => o.append = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    if !(0.5..=60.0).contains(&o.seconds) {
+        bail!("--seconds must be within 0.5..=60");
+    }
+    Ok(o)
+}
+
+/// What the run needs from the machine, checked before anything is built.
+fn preconditions(o: &Options) -> Result<()> {
+    if !xvs_io::sys::effective_uid_is_root() {
+        bail!("needs root (network namespaces, XDP, BPF_PROG_RUN live frames)");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        bail!("needs 2 CPUs (generator on cpu 0, forwarder on cpu 1); this machine has {cpus}");
+    }
+    if !o.xvs.is_file() {
+        bail!(
+            "no xvs binary at {} (build it: cargo build --release -p xvs, or pass --xvs PATH)",
+            o.xvs.display()
+        );
+    }
+    for tool in ["ip", "nft"] {
+        let ok = Command::new(tool)
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !ok {
+            bail!("`{tool}` not found (scripts/setup.sh installs it)");
+        }
+    }
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    let o = parse_args()?;
+    preconditions(&o)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let lab = Lab::build()?;
+    let mut rows = Vec::new();
+    for &flows in &o.flows {
+        let sink = lab.sink(flows.max(1024))?;
+        let mut bare_rate = None;
+        for variant in Variant::ALL {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted; the lab is torn down");
+            }
+            eprintln!("measuring {} with {flows} flows ...", variant.label());
+            let row = measure(&lab, &o, &sink, variant, flows, bare_rate, &stop)
+                .with_context(|| format!("{} with {flows} flows", variant.label()))?;
+            if variant == Variant::Bare {
+                bare_rate = Some(row.delivered_mpps);
+            }
+            rows.push(row);
+        }
+    }
+    let table = render(&o, &rows);
+    print!("{table}");
+    if o.append {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/RESULTS.md");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push('\n');
+        text.push_str(&table);
+        std::fs::write(&path, text).with_context(|| format!("appending to {}", path.display()))?;
+        eprintln!("appended to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Measures one variant: flat out, then at 80 % of the bare forwarder's rate.
+fn measure(
+    lab: &Lab,
+    o: &Options,
+    sink: &Sink,
+    variant: Variant,
+    flows: u32,
+    bare_mpps: Option<f64>,
+    stop: &AtomicBool,
+) -> Result<Row> {
+    let forwarder = lab.start(variant, o)?;
+    let generator = lab.generator(flows, o.size)?;
+    let duration = Duration::from_secs_f64(o.seconds);
+    // Warm-up: connections created, neighbours resolved, caches warm.
+    generator.run(Pace::Rate(50_000), 100_000, Duration::from_millis(500))?;
+    sink.settle(Duration::from_millis(200), Duration::from_secs(2))?;
+
+    let before = sink.read()?;
+    let flat = generator.run(Pace::FlatOut, u64::MAX, duration)?;
+    sink.settle(Duration::from_millis(200), Duration::from_secs(3))?;
+    let after = sink.read()?;
+    let delivered = after.delivered - before.delivered;
+    let delivered_mpps = delivered as f64 / flat.elapsed.as_secs_f64() / 1e6;
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+
+    let target = bare_mpps.unwrap_or(delivered_mpps) * 0.8;
+    let before = sink.read()?;
+    let paced = generator.run(Pace::Rate((target * 1e6) as u64), u64::MAX, duration)?;
+    sink.settle(Duration::from_millis(200), Duration::from_secs(3))?;
+    let after = sink.read()?;
+    let got = after.delivered - before.delivered;
+    let loss = if paced.sent == 0 {
+        0.0
+    } else {
+        100.0 * (paced.sent.saturating_sub(got)) as f64 / paced.sent as f64
+    };
+    let buckets: Vec<u64> = after
+        .buckets
+        .iter()
+        .zip(&before.buckets)
+        .map(|(a, b)| a - b)
+        .collect();
+    drop(forwarder);
+    Ok(Row {
+        variant,
+        flows,
+        offered_mpps: flat.pps() / 1e6,
+        delivered_mpps,
+        loss_at_80: loss,
+        p50_us: quantile(&buckets, 0.50) as f64 / 1e3,
+        p99_us: quantile(&buckets, 0.99) as f64 / 1e3,
+    })
+}
+
+/// Quantile `q` of a bucket histogram, in ns (bucket midpoints).
+fn quantile(buckets: &[u64], q: f64) -> u64 {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (b, &n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return bucket_value(b as u32).unwrap_or(u64::MAX);
+        }
+    }
+    0
+}
+
+fn render(o: &Options, rows: &[Row]) -> String {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.\n",
+        o.seconds,
+        o.size,
+        o.flows
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        o.size
+    );
+    let _ = writeln!(
+        t,
+        "| path | flows | offered Mpps | delivered Mpps | ratio to (a) | loss % at 80 % of (a) | p50 µs | p99 µs |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let bare = rows
+            .iter()
+            .find(|b| b.flows == r.flows && b.variant == Variant::Bare)
+            .map_or(1.0, |b| b.delivered_mpps);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.2} | {:.3} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            r.variant.label(),
+            r.flows,
+            r.offered_mpps,
+            r.delivered_mpps,
+            r.delivered_mpps / bare,
+            r.loss_at_80,
+            r.p50_us,
+            r.p99_us
+        );
+    }
+    for &flows in &o.flows {
+        let get = |v: Variant| {
+            rows.iter()
+                .find(|r| r.flows == flows && r.variant == v)
+                .map_or(0.0, |r| r.delivered_mpps)
+        };
+        let bare = get(Variant::Bare).max(f64::MIN_POSITIVE);
+        let nft = get(Variant::Nftables).max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            t,
+            "\n{flows} flows: NAT / bare = {:.2}, DR / bare = {:.2} (target ≥ 0.9); NAT / nftables = {:.2}, DR / nftables = {:.2} (target ≥ {})",
+            get(Variant::XvsNat) / bare,
+            get(Variant::XvsDr) / bare,
+            get(Variant::XvsNat) / nft,
+            get(Variant::XvsDr) / nft,
+            if flows >= 65536 { "1.5" } else { "1.25" }
+        );
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------
+// The lab
+// ---------------------------------------------------------------------------
+
+/// The three namespaces; deleted on drop.
+struct Lab {
+    prefix: String,
+    dir: PathBuf,
+    ext_mac: [u8; 6],
+    g0_mac: [u8; 6],
+    int_mac: [u8; 6],
+    s0_mac: [u8; 6],
+}
+
+fn sh(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("{args:?}"))?;
+    if !out.status.success() {
+        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn mac_of(ns: &str, iface: &str) -> Result<[u8; 6]> {
+    let text = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{iface}/address"),
+    ])?;
+    let bytes: Vec<u8> = text
+        .trim()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16))
+        .collect::<Result<_, _>>()
+        .context("MAC address")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("MAC of {iface}: {text}"))
+}
+
+/// Runs `f` on a thread inside namespace `ns`, pinned to `cpu`.
+fn in_ns<T: Send + 'static>(
+    ns: &str,
+    cpu: usize,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || {
+        xvs_io::sys::enter_netns(&ns).with_context(|| format!("entering {ns}"))?;
+        core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("a lab thread panicked"))?
+}
+
+impl Lab {
+    fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    fn build() -> Result<Lab> {
+        let prefix = format!("xvsbench{}", std::process::id());
+        let dir = std::env::temp_dir().join(&prefix);
+        std::fs::create_dir_all(&dir)?;
+        let mut lab = Lab {
+            prefix,
+            dir,
+            ext_mac: [0; 6],
+            g0_mac: [0; 6],
+            int_mac: [0; 6],
+            s0_mac: [0; 6],
+        };
+        for short in ["gen", "dir", "sink"] {
+            sh(&["ip", "netns", "add", &lab.ns(short)])?;
+        }
+        let (g, d, s) = (lab.ns("gen"), lab.ns("dir"), lab.ns("sink"));
+        sh(&[
+            "ip", "link", "add", "g0", "netns", &g, "type", "veth", "peer", "name", "ext", "netns",
+            &d,
+        ])?;
+        sh(&[
+            "ip", "link", "add", "int", "netns", &d, "type", "veth", "peer", "name", "s0", "netns",
+            &s,
+        ])?;
+        let cmds: [(&str, &str); 12] = [
+            (&g, "link set lo up"),
+            (&g, "link set g0 up"),
+            (&g, "addr add 198.18.0.10/24 dev g0"),
+            (&d, "link set lo up"),
+            (&d, "link set ext up"),
+            (&d, "link set int up"),
+            (&d, "addr add 198.18.0.1/24 dev ext"),
+            (&d, "addr add 198.19.0.1/24 dev int"),
+            (&s, "link set lo up"),
+            (&s, "link set s0 up"),
+            (&s, "addr add 198.19.0.10/24 dev s0"),
+            (&s, "addr add 198.19.0.11/24 dev s0"),
+        ];
+        for (ns, cmd) in cmds {
+            let mut args = vec!["ip", "netns", "exec", ns, "ip"];
+            args.extend(cmd.split_whitespace());
+            sh(&args)?;
+        }
+        lab.ext_mac = mac_of(&d, "ext")?;
+        lab.int_mac = mac_of(&d, "int")?;
+        lab.g0_mac = mac_of(&g, "g0")?;
+        lab.s0_mac = mac_of(&s, "s0")?;
+        Ok(lab)
+    }
+
+    /// The sink on `s0`, counting up to `flows` flows.
+    fn sink(&self, flows: u32) -> Result<Sink> {
+        in_ns(&self.ns("sink"), 0, move || {
+            let index = xvs_io::sys::if_index("s0")?;
+            Ok(Sink::attach(
+                index,
+                SinkOptions {
+                    flows,
+                    max_dests: 16,
+                    mode: XdpMode::Native,
+                },
+            )?)
+        })
+    }
+
+    /// A generator on `g0` for `flows` flows of `size`-byte UDP frames to the VIP.
+    fn generator(&self, flows: u32, size: usize) -> Result<GenHandle> {
+        Ok(GenHandle {
+            ns: self.ns("gen"),
+            config: GeneratorConfig {
+                template: TemplateSpec {
+                    proto: Proto::Udp,
+                    src_mac: self.g0_mac,
+                    dst_mac: self.ext_mac,
+                    src: CLIENT,
+                    dst: VIP,
+                    base_src_port: 1024,
+                    dst_port: PORT,
+                    frame_len: size,
+                },
+                flows,
+                ifindex: 0,
+                batch_size: 0,
+            },
+        })
+    }
+
+    /// Starts the forwarder of `variant` in the director's namespace.
+    fn start(&self, variant: Variant, o: &Options) -> Result<Forwarder> {
+        let d = self.ns("dir");
+        match variant {
+            Variant::Bare => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (ready_tx, ready) = std::sync::mpsc::channel();
+                let (int_mac, s0_mac) = (self.int_mac, self.s0_mac);
+                let flag = stop.clone();
+                let ns = d.clone();
+                let thread = std::thread::spawn(move || -> Result<()> {
+                    xvs_io::sys::enter_netns(&ns)?;
+                    core_affinity::set_for_current(core_affinity::CoreId { id: 1 });
+                    bare_forwarder(&flag, int_mac, s0_mac, &ready_tx)
+                });
+                ready
+                    .recv_timeout(Duration::from_secs(5))
+                    .context("the bare forwarder did not start")?;
+                Ok(Forwarder::Thread(stop, Some(thread)))
+            }
+            Variant::XvsNat | Variant::XvsDr | Variant::XvsAfPacket => {
+                let (io, method) = match variant {
+                    Variant::XvsNat => ("xdp_mode: native", "nat"),
+                    Variant::XvsDr => ("xdp_mode: native", "dr"),
+                    _ => ("backend: af_packet", "nat"),
+                };
+                let port = if method == "nat" {
+                    format!(", port: {PORT}")
+                } else {
+                    String::new()
+                };
+                let config = format!(
+                    "director:\n  interfaces: [ext, int]\n  {io}\n  cores: [1]\n  control_socket: {sock}\n  tables: {{connections: 262144, persistence: 1024, shards: 64}}\nservices:\n  - name: bench\n    protocol: udp\n    vip: {VIP}\n    port: {PORT}\n    scheduler: rr\n    method: {method}\n    real_servers:\n      - {{address: {}{port}}}\n      - {{address: {}{port}}}\n",
+                    SERVERS[0],
+                    SERVERS[1],
+                    sock = self.dir.join("xvs.sock").display(),
+                );
+                let path = self.dir.join("xvs.yaml");
+                std::fs::write(&path, config)?;
+                // AF_PACKET mode has no XDP program on ext, but the generator's
+                // frames need one there (or GRO) to be received: a pass-all one.
+                let pass = if variant == Variant::XvsAfPacket {
+                    Some(self.pass_program()?)
+                } else {
+                    None
+                };
+                let err = self.dir.join("xvs.err");
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &d])
+                    .arg(&o.xvs)
+                    .args(["run", "-c"])
+                    .arg(&path)
+                    .env("XVS_LOG", "info")
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&err)?)
+                    .spawn()
+                    .context("starting xvs")?;
+                let mut fwd = Forwarder::Process { child, _pass: pass };
+                let start = Instant::now();
+                loop {
+                    let log = std::fs::read_to_string(&err).unwrap_or_default();
+                    if log.contains("next hops resolved") {
+                        break;
+                    }
+                    if let Forwarder::Process { child: c, .. } = &mut fwd
+                        && let Ok(Some(status)) = c.try_wait()
+                    {
+                        bail!("xvs exited ({status}):\n{log}");
+                    }
+                    if start.elapsed() > Duration::from_secs(10) {
+                        bail!("xvs did not resolve its real servers within 10 s:\n{log}");
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(fwd)
+            }
+            Variant::Nftables => {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &d,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.ip_forward=1",
+                ])?;
+                let rules = format!(
+                    "table ip lb {{\n  chain pre {{ type nat hook prerouting priority dstnat;\n    ip daddr {VIP} udp dport {PORT} dnat to numgen inc mod 2 map {{ 0 : {}, 1 : {} }}\n  }}\n}}\n",
+                    SERVERS[0], SERVERS[1]
+                );
+                let path = self.dir.join("lb.nft");
+                std::fs::write(&path, rules)?;
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &d,
+                    "nft",
+                    "-f",
+                    &path.to_string_lossy(),
+                ])?;
+                let pass = self.pass_program()?;
+                Ok(Forwarder::Nftables { ns: d, _pass: pass })
+            }
+        }
+    }
+
+    /// A steering program with no VIPs attached to `ext`: passes everything,
+    /// which lets XDP-injected frames be received there.
+    fn pass_program(&self) -> Result<PassAll> {
+        in_ns(&self.ns("dir"), 0, || {
+            let prog = SteeringProgram::load(&[], &[])?;
+            let link = prog.attach(xvs_io::sys::if_index("ext")?, XdpMode::Native)?;
+            Ok((prog, link))
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for short in ["gen", "dir", "sink"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(short)])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The generator, created and run on a thread in the generator's namespace
+/// pinned to cpu 0 (it needs `g0` by index there).
+struct GenHandle {
+    ns: String,
+    config: GeneratorConfig,
+}
+
+impl GenHandle {
+    fn run(&self, pace: Pace, count: u64, duration: Duration) -> Result<xvs_pktgen::GenReport> {
+        let mut config = self.config.clone();
+        in_ns(&self.ns, 0, move || {
+            config.ifindex = xvs_io::sys::if_index("g0")?;
+            let generator = Generator::new(config)?;
+            Ok(generator.run(pace, count, duration)?)
+        })
+    }
+}
+
+/// A pass-all XDP program attached to `ext` (held only to stay attached).
+type PassAll = (SteeringProgram, xvs_io::steer::XdpLink);
+
+/// A running forwarder; stopped on drop.
+enum Forwarder {
+    Thread(Arc<AtomicBool>, Option<std::thread::JoinHandle<Result<()>>>),
+    /// `xvs run`, and the pass-all program its AF_PACKET mode needs on `ext`.
+    Process {
+        child: Child,
+        _pass: Option<PassAll>,
+    },
+    /// The nftables table in namespace `ns`, and the pass-all program.
+    Nftables {
+        ns: String,
+        _pass: PassAll,
+    },
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        match self {
+            Forwarder::Thread(stop, thread) => {
+                stop.store(true, Ordering::Relaxed);
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+            Forwarder::Process { child, .. } => {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .output();
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(5) {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Forwarder::Nftables { ns, .. } => {
+                let _ = Command::new("ip")
+                    .args(["netns", "exec", ns, "nft", "delete", "table", "ip", "lb"])
+                    .output();
+                let _ = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        ns,
+                        "sysctl",
+                        "-qw",
+                        "net.ipv4.ip_forward=0",
+                    ])
+                    .output();
+            }
+        }
+    }
+}
+
+/// (a): AF_XDP rx on `ext`, MACs rewritten, tx on `int` — no decision at all.
+fn bare_forwarder(
+    stop: &AtomicBool,
+    int_mac: [u8; 6],
+    s0_mac: [u8; 6],
+    ready: &std::sync::mpsc::Sender<()>,
+) -> Result<()> {
+    let ext = xvs_io::sys::if_index("ext")?;
+    let prog = SteeringProgram::load(&[VIP.into()], &[])?;
+    let _link = prog.attach(ext, XdpMode::Native)?;
+    let mut ports = PortSet::open(
+        &["ext", "int"],
+        0,
+        XskConfig {
+            frame_count: 2048,
+            frame_size: 2048,
+            fill_size: 1024,
+            ring_size: 1024,
+        },
+    )?;
+    prog.set_socket(0, ports.fd(0))?;
+    let _ = ready.send(());
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let n = ports.poll(64, |_, frame| {
+            frame[0..6].copy_from_slice(&s0_mac);
+            frame[6..12].copy_from_slice(&int_mac);
+            Fate::Out(1)
+        })?;
+        if n == 0 {
+            idle += 1;
+            if idle > 256 {
+                ports.wait(10)?;
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    ports.drain_tx(Instant::now() + Duration::from_millis(200));
+    Ok(())
+}

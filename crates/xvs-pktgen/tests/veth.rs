@@ -1,0 +1,377 @@
+//! Generator → sink on a veth pair in a private network namespace (one per
+//! test, owned by the test's thread, gone with it): frame counts, per-flow and
+//! per-destination counts, latency, pacing, checksums, and ARP passing.
+//!
+//! Only lab addresses (198.18.0.0/15); nothing leaves the namespaces.
+//! Needs root; see [`privileged`].
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use xvs_core::wire::{EthernetFrame, Ipv4Packet, TcpPacket, checksum};
+use xvs_io::sys::packet::PacketSocket;
+use xvs_pktgen::lab::{GEN_MAC, SINK_MAC, VethLab, ip, run_in_private_netns};
+use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
+
+/// Whether this test may run: true as root. Otherwise prints a visible
+/// `SKIP: <reason>` and returns false — or panics when
+/// `XVS_REQUIRE_PRIVILEGED=1` (CI), so that a skip cannot pass.
+fn privileged(test: &str) -> bool {
+    if xvs_io::sys::effective_uid_is_root() {
+        return true;
+    }
+    let reason = "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW) for netns, veth and XDP";
+    if std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{test}: {reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
+    false
+}
+
+const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const BASE_PORT: u16 = 20000;
+
+fn generator(lab: &VethLab, proto: Proto, flows: u32) -> Generator {
+    Generator::new(GeneratorConfig {
+        template: TemplateSpec {
+            proto,
+            src_mac: GEN_MAC,
+            dst_mac: SINK_MAC,
+            src: SRC,
+            dst: DST,
+            base_src_port: BASE_PORT,
+            dst_port: 9,
+            frame_len: 64,
+        },
+        flows,
+        ifindex: lab.gen_ifindex,
+        batch_size: 0,
+    })
+    .unwrap_or_else(|e| panic!("generator: {e}"))
+}
+
+fn sink(lab: &VethLab, flows: u32) -> Sink {
+    let opts = SinkOptions {
+        flows,
+        ..SinkOptions::default()
+    };
+    Sink::attach(lab.sink_ifindex, opts).unwrap_or_else(|e| panic!("sink: {e}"))
+}
+
+#[test]
+fn a_fixed_count_is_delivered_and_counted_per_flow_and_destination() {
+    if !privileged("veth::a_fixed_count_is_delivered_and_counted_per_flow_and_destination") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const COUNT: u64 = 100_000;
+        const FLOWS: u32 = 64;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = sink(&lab, FLOWS);
+        let generator = generator(&lab, Proto::Udp, FLOWS);
+        let run = generator
+            .run(Pace::FlatOut, COUNT, Duration::from_secs(5))
+            .expect("run");
+        assert_eq!(run.sent, COUNT, "the count bounds the run: {run:?}");
+        sink.settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let r = sink.read().expect("read");
+        let shortfall = run.sent - r.delivered.min(run.sent);
+        eprintln!(
+            "sent {} delivered {} (shortfall {shortfall}) in {:?}, {:.2} Mpps",
+            run.sent,
+            r.delivered,
+            run.elapsed,
+            run.pps() / 1e6
+        );
+        assert!(
+            r.delivered <= run.sent,
+            "no more than sent: {}",
+            r.delivered
+        );
+        // veth may drop when its 256-frame ring is full; that must stay small
+        // and show as a shortfall, never as phantom frames.
+        assert!(
+            r.delivered * 100 >= run.sent * 95,
+            "delivered {} of {} (shortfall {shortfall})",
+            r.delivered,
+            run.sent
+        );
+        assert_eq!(r.delivered_bytes, r.delivered * 64, "64-byte frames");
+        assert_eq!(r.per_dest.len(), 1, "{:?}", r.per_dest);
+        assert_eq!(r.per_dest.get(&DST), Some(&r.delivered));
+        assert_eq!(r.dest_overflow, 0);
+        assert_eq!(r.per_flow.len(), FLOWS as usize);
+        assert_eq!(r.per_flow.iter().sum::<u64>(), r.delivered);
+        assert_eq!(
+            r.flows_seen(),
+            FLOWS as usize,
+            "every flow: {:?}",
+            r.per_flow
+        );
+        let (min, max) = r.flow_spread();
+        assert!(max - min <= max / 10 + 2, "even spread: {min}..{max}");
+        assert_eq!(r.latency.len() + r.latency_overflow, r.delivered);
+        assert_eq!(r.latency_overflow, 0, "no timestamp from the future");
+        let p50 = r.latency_ns(0.5);
+        assert!(p50 > 0, "p50 {p50}");
+        assert!(r.latency_ns(0.999) >= p50);
+        eprintln!(
+            "latency p50 {} ns, p99 {} ns, p99.9 {} ns",
+            p50,
+            r.latency_ns(0.99),
+            r.latency_ns(0.999)
+        );
+    });
+}
+
+#[test]
+fn a_paced_run_keeps_the_rate_within_20_percent() {
+    if !privileged("veth::a_paced_run_keeps_the_rate_within_20_percent") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const RATE: u64 = 200_000;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = sink(&lab, 16);
+        let generator = generator(&lab, Proto::Udp, 16);
+        let run = generator
+            .run(Pace::Rate(RATE), u64::MAX, Duration::from_secs(2))
+            .expect("run");
+        let delivered = sink
+            .settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let pps = run.pps();
+        eprintln!(
+            "asked {RATE} pps: sent {} in {:?} ({} calls) = {pps:.0} pps, delivered {delivered}",
+            run.sent, run.elapsed, run.calls
+        );
+        assert!(
+            (0.8..=1.2).contains(&(pps / RATE as f64)),
+            "{pps:.0} pps for {RATE}"
+        );
+        assert!(
+            run.elapsed < Duration::from_millis(2500),
+            "{:?}",
+            run.elapsed
+        );
+        assert!(
+            delivered * 100 >= run.sent * 95,
+            "{delivered} of {}",
+            run.sent
+        );
+    });
+}
+
+/// The generator's TCP checksum update holds on frames sent live. The socket's
+/// receive buffer (each frame is a page-sized skb) keeps only the first ≈ 50
+/// of a burst, so this checks the first frames of a call; the update reads the
+/// frame's current port, timestamp and checksum, so a page that comes back
+/// with a previous frame's bytes (the sink's path) is updated the same way.
+#[test]
+fn live_tcp_frames_carry_valid_checksums_and_rotating_ports() {
+    if !privileged("veth::live_tcp_frames_carry_valid_checksums_and_rotating_ports") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const COUNT: u64 = 2000;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        // No XDP on s0: GRO on lets it take XDP frames, for AF_PACKET to see them.
+        xvs_io::sys::ethtool::set_gro(&lab.sink_if, true).expect("gro on");
+        let pkt = PacketSocket::bind(lab.sink_ifindex).expect("AF_PACKET on s0");
+        pkt.set_read_timeout(Duration::from_millis(100))
+            .expect("SO_RCVTIMEO");
+        let generator = generator(&lab, Proto::Tcp, 7);
+        let preview = generator.preview().expect("preview");
+        assert_eq!(preview.len(), 64);
+        let run = generator
+            .run(Pace::FlatOut, COUNT, Duration::from_secs(2))
+            .expect("run");
+        assert_eq!(run.sent, COUNT);
+        let mut buf = [0u8; 2048];
+        let mut ports = std::collections::BTreeSet::new();
+        let mut checked = 0u64;
+        let start = Instant::now();
+        while checked < COUNT && start.elapsed() < Duration::from_secs(3) {
+            let n = match pkt.recv(&mut buf) {
+                Ok((n, false)) => n,
+                Ok((_, true)) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            };
+            let eth = EthernetFrame::new_checked(&buf[..n]).expect("ethernet");
+            let Ok(ipv4) = Ipv4Packet::new_checked(eth.payload()) else {
+                continue; // IPv6 ND from the interfaces coming up
+            };
+            let seg = ipv4.payload();
+            let tcp = TcpPacket::new_checked(seg).expect("tcp");
+            let pseudo = checksum::pseudo_header_v4(SRC, DST, 6, seg.len() as u16);
+            assert_eq!(
+                checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
+                0xffff,
+                "frame {checked}: bad TCP checksum {:#06x}",
+                tcp.checksum()
+            );
+            assert_ne!(&seg[22..30], &[0u8; 8], "timestamp written");
+            ports.insert(tcp.src_port());
+            checked += 1;
+        }
+        eprintln!("checked {checked} of {COUNT} frames; ports {ports:?}");
+        assert!(checked >= 20, "received {checked} of {COUNT}");
+        let want: std::collections::BTreeSet<u16> = (BASE_PORT..BASE_PORT + 7).collect();
+        assert_eq!(ports, want);
+    });
+}
+
+#[test]
+fn the_sink_passes_arp_and_unmarked_frames() {
+    if !privileged("veth::the_sink_passes_arp_and_unmarked_frames") {
+        return;
+    }
+    run_in_private_netns(|| {
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        ip(&["addr", "add", "198.18.0.2/24", "dev", &lab.sink_if]).expect("address on s0");
+        let sink = sink(&lab, 16);
+        let before = sink.read().expect("read").passed;
+        let pkt = PacketSocket::bind(lab.gen_ifindex).expect("AF_PACKET on g0");
+        pkt.set_read_timeout(Duration::from_millis(100))
+            .expect("SO_RCVTIMEO");
+        // who-has 198.18.0.2 tell 198.18.0.1, from g0.
+        let mut arp = Vec::new();
+        arp.extend_from_slice(&[0xff; 6]);
+        arp.extend_from_slice(&GEN_MAC);
+        arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+        arp.extend_from_slice(&GEN_MAC);
+        arp.extend_from_slice(&[198, 18, 0, 1]);
+        arp.extend_from_slice(&[0; 6]);
+        arp.extend_from_slice(&[198, 18, 0, 2]);
+        // An unmarked UDP frame to s0 (it must pass too, and not be counted).
+        let udp = xvs_core::wire::build::FrameSpec::udp(
+            "198.18.0.1:1000".parse().unwrap(),
+            "198.18.0.2:9".parse().unwrap(),
+        )
+        .with_macs(GEN_MAC, SINK_MAC)
+        .with_payload(b"not the generator")
+        .build();
+        let mut replied = false;
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        'outer: while start.elapsed() < Duration::from_secs(3) {
+            pkt.send(&arp).expect("send ARP");
+            pkt.send(&udp).expect("send UDP");
+            let wait = Instant::now();
+            while wait.elapsed() < Duration::from_millis(300) {
+                match pkt.recv(&mut buf) {
+                    Ok((n, false)) => {
+                        // An ARP reply (op 2) from s0's MAC for 198.18.0.2.
+                        let f = &buf[..n];
+                        if n >= 42
+                            && f[12..14] == [0x08, 0x06]
+                            && f[20..22] == [0, 2]
+                            && f[22..28] == SINK_MAC
+                            && f[28..32] == [198, 18, 0, 2]
+                        {
+                            replied = true;
+                            break 'outer;
+                        }
+                    }
+                    Ok((_, true)) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+        }
+        let r = sink.read().expect("read");
+        assert!(replied, "s0's kernel answered ARP through the sink");
+        assert!(
+            r.passed >= before + 2,
+            "ARP and UDP passed: {} → {}",
+            before,
+            r.passed
+        );
+        assert_eq!(r.delivered, 0, "nothing counted as the generator's");
+    });
+}
+
+/// The sink's verdicts and counters on hand-made frames (`BPF_PROG_RUN`, no
+/// interface): only well-formed marked IPv4 UDP/TCP frames are counted and
+/// dropped.
+#[test]
+fn the_sink_counts_only_marked_frames() {
+    use xvs_core::wire::build::FrameSpec;
+    use xvs_io::steer::XdpAction;
+    if !privileged("veth::the_sink_counts_only_marked_frames") {
+        return;
+    }
+    let sink = Sink::load(SinkOptions {
+        flows: 10,
+        max_dests: 2,
+        ..SinkOptions::default()
+    })
+    .expect("load");
+    let marked = |proto, dst: Ipv4Addr, port: u16, size| {
+        let mut f = TemplateSpec {
+            proto,
+            src_mac: GEN_MAC,
+            dst_mac: SINK_MAC,
+            src: SRC,
+            dst,
+            base_src_port: port,
+            dst_port: 9,
+            frame_len: size,
+        }
+        .build()
+        .expect("template");
+        // Timestamp: 1 ns after boot (CLOCK_MONOTONIC).
+        f[proto.timestamp_offset()..][..8].copy_from_slice(&1u64.to_ne_bytes());
+        f
+    };
+    let rs1 = Ipv4Addr::new(198, 18, 2, 1);
+    let rs2 = Ipv4Addr::new(198, 18, 2, 2);
+    let rs3 = Ipv4Addr::new(198, 18, 2, 3);
+    let drop = [
+        marked(Proto::Udp, rs1, 1003, 64),
+        marked(Proto::Udp, rs1, 1013, 128),
+        marked(Proto::Tcp, rs2, 1004, 64),
+        marked(Proto::Udp, rs2, 1000, 1514),
+        marked(Proto::Udp, rs3, 1000, 64), // a third destination: table full
+    ];
+    for f in &drop {
+        assert_eq!(sink.test_run(f).expect("run"), XdpAction::Drop);
+    }
+    let mut unmarked = marked(Proto::Udp, rs1, 1003, 64);
+    unmarked[Proto::Udp.payload_offset()] = b'x';
+    let mut fragment = marked(Proto::Udp, rs1, 1003, 64);
+    fragment[14 + 6] |= 0x20; // MF
+    let with_options = FrameSpec::udp(
+        "198.18.0.1:1003".parse().unwrap(),
+        "198.18.2.1:9".parse().unwrap(),
+    )
+    .with_ipv4_options(&[1, 1, 1, 1])
+    .with_payload(&marked(Proto::Udp, rs1, 1003, 64)[42..])
+    .build();
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&GEN_MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    arp.resize(60, 0);
+    let short = marked(Proto::Udp, rs1, 1003, 64)[..51].to_vec();
+    let pass = [unmarked, fragment, with_options, arp, short];
+    for (i, f) in pass.iter().enumerate() {
+        assert_eq!(sink.test_run(f).expect("run"), XdpAction::Pass, "frame {i}");
+    }
+    let r = sink.read().expect("read");
+    assert_eq!(r.delivered, 5);
+    assert_eq!(r.delivered_bytes, 64 + 128 + 64 + 1514 + 64);
+    assert_eq!(r.passed, 5);
+    assert_eq!(r.dest_overflow, 1);
+    assert_eq!(r.per_dest.len(), 2);
+    assert_eq!(r.per_dest[&rs1], 2);
+    assert_eq!(r.per_dest[&rs2], 2);
+    // Ports 1003, 1013, 1004, 1000, 1000 modulo 10.
+    assert_eq!(r.per_flow, vec![2, 0, 0, 2, 1, 0, 0, 0, 0, 0]);
+    // Latency = now − 1 ns ≈ the uptime: a regular bucket below 2^40 ns
+    // (≈ 18 min), the overflow bucket above; every frame is in one of them.
+    assert_eq!(r.latency.len() + r.latency_overflow, 5);
+}
