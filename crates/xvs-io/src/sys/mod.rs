@@ -5,6 +5,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment naming each precondition.
 
 pub mod bpf;
+pub mod clock;
 pub mod ethtool;
 pub mod netlink;
 pub mod packet;

@@ -1183,20 +1183,6 @@ impl XskSocket {
     }
 }
 
-/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`),
-/// for measuring the cost of the data path (examples, benchmarks).
-pub fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec borrowed mutably for the call; the clock
-    // id is a constant the kernel knows.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Most sockets an [`XskSet`] holds (and [`XskSet::poll_rx`] waits on).
 pub const POLL_MAX: usize = 16;
 
