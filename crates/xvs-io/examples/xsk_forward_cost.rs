@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use xvs_core::wire::build::FrameSpec;
 use xvs_io::frames::{Fate, FrameIo};
 use xvs_io::steer::{SteeringProgram, XdpMode};
-use xvs_io::sys::packet::PacketSocket;
 use xvs_io::sys::clock::thread_cpu_time;
+use xvs_io::sys::packet::PacketSocket;
 use xvs_io::xsk::{Port, PortSet, UmemFrame, XskConfig};
 
 /// Frames per round (they must all fit on the rx ring).
