@@ -964,7 +964,7 @@ fn check_unknown_and_misplaced_keys() {
         "{type: tcp, intreval: 2}",
         "t.yaml:8:24: services[0].check.intreval: unknown key `intreval` (expected one of: type, \
          interval, connect_timeout, retry, delay_before_retry, rise, fall, warmup, alpha, \
-         connect_ip, connect_port, path, host, status, expect_body, payload, command, dynamic)",
+         connect_ip, connect_port, path, host, status, expect_body, digest, payload, command, dynamic)",
     );
     check_err(
         "{type: tcp, path: /}",
