@@ -23,4 +23,5 @@ pub mod packet;
 pub mod steer;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod testing;
 pub mod xsk;

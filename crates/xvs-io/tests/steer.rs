@@ -22,16 +22,10 @@ const SYN: u16 = 0x02;
 /// `SKIP: <reason>` (past the test harness's capture) and returns false — or
 /// panics when `XVS_REQUIRE_PRIVILEGED=1` (CI), so that a skip cannot pass.
 fn privileged(test: &str) -> bool {
-    if xvs_io::sys::effective_uid_is_root() {
-        return true;
-    }
-    let reason = "needs root (CAP_BPF/CAP_SYS_ADMIN) to load and run BPF programs";
-    if std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping");
-    }
-    // Written to the process's stderr directly, so the harness does not swallow it.
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
-    false
+    xvs_io::testing::privileged(
+        test,
+        "needs root (CAP_BPF/CAP_SYS_ADMIN) to load and run BPF programs",
+    )
 }
 
 fn ip(s: &str) -> IpAddr {

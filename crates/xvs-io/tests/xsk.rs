@@ -25,16 +25,10 @@ use xvs_io::xsk::{Action, Port, PortSet, XskConfig, XskError};
 /// `SKIP: <reason>` and returns false — or panics when
 /// `XVS_REQUIRE_PRIVILEGED=1` (CI), so that a skip cannot pass.
 fn privileged(test: &str) -> bool {
-    if xvs_io::sys::effective_uid_is_root() {
-        return true;
-    }
-    let reason =
-        "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW, CAP_IPC_LOCK) for veth, XDP and AF_XDP";
-    if std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
-    false
+    xvs_io::testing::privileged(
+        test,
+        "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW, CAP_IPC_LOCK) for veth, XDP and AF_XDP",
+    )
 }
 
 /// Runs `ip ARGS` from the calling thread (so in its network namespace).

@@ -5,7 +5,6 @@
 //! Only lab addresses (198.18.0.0/15); nothing leaves the namespaces.
 //! Needs root; see [`privileged`].
 
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -18,15 +17,10 @@ use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, Tem
 /// `SKIP: <reason>` and returns false — or panics when
 /// `XVS_REQUIRE_PRIVILEGED=1` (CI), so that a skip cannot pass.
 fn privileged(test: &str) -> bool {
-    if xvs_io::sys::effective_uid_is_root() {
-        return true;
-    }
-    let reason = "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW) for netns, veth and XDP";
-    if std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
-    false
+    xvs_io::testing::privileged(
+        test,
+        "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW) for netns, veth and XDP",
+    )
 }
 
 const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

@@ -39,7 +39,7 @@ use crate::health::{self, HealthRunner};
 use crate::listing::View;
 use crate::netview::KernelNet;
 use crate::steering::{GroOff, Steering};
-use crate::worker::{Report, SnapshotCell, Worker};
+use crate::worker::{Links, Report, SnapshotCell, Worker};
 
 /// Period of the control loop.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -109,6 +109,12 @@ pub fn run(path: &Path) -> Result<()> {
     let (reports_tx, reports) = mpsc::channel::<Report>();
     let (health_tx, health_events) = mpsc::channel();
     let epoch = Instant::now();
+    let links = Links {
+        snapshots: snapshots.clone(),
+        stop: stop.clone(),
+        reports: reports_tx,
+        epoch,
+    };
     let mut workers = Vec::new();
     for (id, &core) in config.director.cores.iter().enumerate() {
         let director = Director::new(shared.clone(), snap.clone());
@@ -128,10 +134,7 @@ pub fn run(path: &Path) -> Result<()> {
                     core: Some(core),
                     ports,
                     director,
-                    snapshots: snapshots.clone(),
-                    stop: stop.clone(),
-                    reports: reports_tx.clone(),
-                    epoch,
+                    links: links.clone(),
                 })?
             }
             Backend::AfPacket => {
@@ -143,16 +146,13 @@ pub fn run(path: &Path) -> Result<()> {
                     core: Some(core),
                     ports,
                     director,
-                    snapshots: snapshots.clone(),
-                    stop: stop.clone(),
-                    reports: reports_tx.clone(),
-                    epoch,
+                    links: links.clone(),
                 })?
             }
         };
         workers.push(handle);
     }
-    drop(reports_tx);
+    drop(links);
     tracing::info!(
         config = %path.display(),
         interfaces = ?names,

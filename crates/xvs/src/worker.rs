@@ -108,6 +108,19 @@ pub struct Report {
     pub io: PortStats,
 }
 
+/// What every worker shares with the control thread.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Where new snapshots appear.
+    pub snapshots: Arc<SnapshotCell>,
+    /// Set by the control thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Counters go here.
+    pub reports: Sender<Report>,
+    /// Time zero of the core's clock (shared by all workers).
+    pub epoch: Instant,
+}
+
 /// Everything a worker owns; `P` is its packet I/O (AF_XDP or AF_PACKET).
 #[derive(Debug)]
 pub struct Worker<P> {
@@ -119,14 +132,8 @@ pub struct Worker<P> {
     pub ports: P,
     /// Its decision engine.
     pub director: Director,
-    /// Where new snapshots appear.
-    pub snapshots: Arc<SnapshotCell>,
-    /// Set by the control thread to stop.
-    pub stop: Arc<AtomicBool>,
-    /// Counters go here.
-    pub reports: Sender<Report>,
-    /// Time zero of the core's clock (shared by all workers).
-    pub epoch: Instant,
+    /// Its links to the control thread.
+    pub links: Links,
 }
 
 impl<P: FrameIo> Worker<P> {
@@ -142,18 +149,18 @@ impl<P: FrameIo> Worker<P> {
             );
         }
         tracing::info!(worker = self.id, core = ?self.core, "worker started");
-        let mut generation = self.snapshots.generation();
+        let mut generation = self.links.snapshots.generation();
         let mut last_flush = Instant::now();
         let mut idle_rounds = 0u32;
-        while !self.stop.load(Ordering::Relaxed) {
-            let current = self.snapshots.generation();
+        while !self.links.stop.load(Ordering::Relaxed) {
+            let current = self.links.snapshots.generation();
             if current != generation {
                 generation = current;
-                self.director.set_snapshot(self.snapshots.load());
-                self.snapshots.taken(self.id, generation);
+                self.director.set_snapshot(self.links.snapshots.load());
+                self.links.snapshots.taken(self.id, generation);
             }
             let wall = Instant::now();
-            let now = Time::from_millis(wall.duration_since(self.epoch).as_millis() as u64);
+            let now = Time::from_millis(wall.duration_since(self.links.epoch).as_millis() as u64);
             let director = &mut self.director;
             let received = self
                 .ports
@@ -197,6 +204,6 @@ impl<P: FrameIo> Worker<P> {
             io: self.ports.stats(),
         };
         // The control thread gone means we are stopping anyway.
-        let _ = self.reports.send(report);
+        let _ = self.links.reports.send(report);
     }
 }

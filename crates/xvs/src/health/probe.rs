@@ -128,7 +128,6 @@ fn http(addr: SocketAddr, h: &HttpCheck, deadline: Instant) -> Result<ProbeResul
     s.write_all(req.as_bytes())
         .map_err(|e| io_fail("sending to", addr, &e))?;
     let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
     let mut eof = false;
     let mut code: Option<u16> = None;
     loop {
@@ -150,15 +149,7 @@ fn http(addr: SocketAddr, h: &HttpCheck, deadline: Instant) -> Result<ProbeResul
             if let Some(want) = &h.digest {
                 // The whole body is needed: read to the end (bounded).
                 if !eof && buf.len() < MAX_HTTP_RESPONSE {
-                    s.set_read_timeout(Some(left(deadline, &format!("reading from {addr}"))?))
-                        .map_err(|e| io_fail("reading from", addr, &e))?;
-                    let room = (MAX_HTTP_RESPONSE - buf.len()).min(chunk.len());
-                    match s.read(&mut chunk[..room]) {
-                        Ok(0) => eof = true,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(io_fail("reading from", addr, &e)),
-                    }
+                    eof = read_more(&mut s, &mut buf, addr, deadline)?;
                     continue;
                 }
                 if !eof {
@@ -192,15 +183,30 @@ fn http(addr: SocketAddr, h: &HttpCheck, deadline: Instant) -> Result<ProbeResul
         } else if eof || buf.len() >= MAX_HTTP_RESPONSE {
             return Err(fail(format!("{addr}: no HTTP status line in the response")));
         }
-        s.set_read_timeout(Some(left(deadline, &format!("reading from {addr}"))?))
-            .map_err(|e| io_fail("reading from", addr, &e))?;
-        let room = (MAX_HTTP_RESPONSE - buf.len()).min(chunk.len());
-        match s.read(&mut chunk[..room]) {
-            Ok(0) => eof = true,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_fail("reading from", addr, &e)),
+        eof = read_more(&mut s, &mut buf, addr, deadline)?;
+    }
+}
+
+/// One read of at most 4 KiB into `buf` (never past [`MAX_HTTP_RESPONSE`]),
+/// bounded by `deadline`; true at the end of the stream.
+fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<bool, ProbeResult> {
+    s.set_read_timeout(Some(left(deadline, &format!("reading from {addr}"))?))
+        .map_err(|e| io_fail("reading from", addr, &e))?;
+    let mut chunk = [0u8; 4096];
+    let room = (MAX_HTTP_RESPONSE - buf.len()).min(chunk.len());
+    match s.read(&mut chunk[..room]) {
+        Ok(0) => Ok(true),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(false)
         }
+        Err(e) if e.kind() == ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(io_fail("reading from", addr, &e)),
     }
 }
 

@@ -11,7 +11,6 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -27,15 +26,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// Whether privileged tests may run: true as root. Otherwise prints a visible
 /// `SKIP: <reason>` and returns false — or panics when `XVS_REQUIRE_PRIVILEGED=1`.
 pub fn privileged(test: &str) -> bool {
-    if xvs_io::sys::effective_uid_is_root() {
-        return true;
-    }
-    let reason = "needs root (network namespaces, XDP, AF_XDP)";
-    if std::env::var("XVS_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and XVS_REQUIRE_PRIVILEGED=1 forbids skipping");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
-    false
+    xvs_io::testing::privileged(test, "needs root (network namespaces, XDP, AF_XDP)")
 }
 
 fn check(what: &str, out: Output) -> String {
