@@ -369,3 +369,50 @@ fn the_sink_counts_only_marked_frames() {
     // (≈ 18 min), the overflow bucket above; every frame is in one of them.
     assert_eq!(r.latency.len() + r.latency_overflow, 5);
 }
+
+#[test]
+fn the_af_xdp_source_is_smooth_and_timestamped() {
+    if !privileged("veth::the_af_xdp_source_is_smooth_and_timestamped") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const RATE: u64 = 100_000;
+        const FLOWS: u32 = 32;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = sink(&lab, FLOWS);
+        let template = generator(&lab, Proto::Udp, FLOWS).config().template.clone();
+        let start = std::time::Instant::now();
+        let sent = xvs_pktgen::send_paced("g0", &template, FLOWS, RATE, Duration::from_secs(1))
+            .expect("paced AF_XDP run");
+        let took = start.elapsed();
+        sink.settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let r = sink.read().expect("read");
+        eprintln!(
+            "asked {RATE} pps for 1 s: sent {sent} in {took:?}, delivered {}, p50 {} ns",
+            r.delivered,
+            r.latency_ns(0.5)
+        );
+        assert!(
+            (0.8..=1.2).contains(&(sent as f64 / RATE as f64)),
+            "{sent} frames for {RATE} pps × 1 s"
+        );
+        assert!(
+            r.delivered * 100 >= sent * 95,
+            "delivered {} of {sent}",
+            r.delivered
+        );
+        assert_eq!(
+            r.flows_seen(),
+            FLOWS as usize,
+            "every flow: {:?}",
+            r.per_flow
+        );
+        let p50 = r.latency_ns(0.5);
+        assert!(
+            p50 > 0 && p50 < 10_000_000,
+            "p50 {p50} ns from userspace timestamps"
+        );
+        assert!(took < Duration::from_millis(1500), "bounded: {took:?}");
+    });
+}

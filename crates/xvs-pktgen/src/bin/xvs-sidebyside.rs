@@ -666,57 +666,14 @@ struct GenHandle {
 
 impl GenHandle {
     /// Sends at `rate` frames/s for `duration` through an AF_XDP socket on `g0`
-    /// (copy-mode tx: smooth up to about 1 Mpps), each frame with its flow's
-    /// source port and a `CLOCK_MONOTONIC` timestamp; returns the frames sent.
+    /// ([`xvs_pktgen::send_paced`]: smooth, up to about 1 Mpps).
     fn paced(&self, rate: u64, duration: Duration) -> Result<u64> {
-        let template = self.config.template.build()?;
-        let flows = self.config.flows.max(1);
-        let base = self.config.template.base_src_port;
-        let ts_at = self.config.template.proto.timestamp_offset();
+        let template = self.config.template.clone();
+        let flows = self.config.flows;
         in_ns(&self.ns, 0, move || {
-            let mut port = xvs_io::xsk::Port::open("g0", 0, XskConfig::default())?;
-            let sock = port.socket();
-            let mut batch = Vec::with_capacity(64);
-            let start = Instant::now();
-            let mut sent = 0u64;
-            let mut frame = template.clone();
-            while start.elapsed() < duration {
-                sock.complete();
-                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-                let want = due.saturating_sub(sent).min(64);
-                if want == 0 {
-                    std::thread::sleep(Duration::from_micros(20));
-                    continue;
-                }
-                let now = xvs_io::sys::clock::monotonic_ns();
-                for _ in 0..want {
-                    let Some(mut f) = sock.alloc() else { break };
-                    let flow = (sent + batch.len() as u64) % u64::from(flows);
-                    let sport = base.wrapping_add(flow as u16);
-                    frame[xvs_pktgen::frame::L4_OFFSET..][..2]
-                        .copy_from_slice(&sport.to_be_bytes());
-                    frame[ts_at..ts_at + 8].copy_from_slice(&now.to_ne_bytes());
-                    sock.write(&mut f, &frame)?;
-                    batch.push(f);
-                }
-                let queued = batch.len();
-                let put = sock.tx(&mut batch)?;
-                for f in batch.drain(..) {
-                    sock.recycle(f);
-                }
-                sent += put as u64;
-                if put < queued {
-                    std::thread::sleep(Duration::from_micros(20));
-                }
-            }
-            // Let the last frames leave.
-            let end = Instant::now() + Duration::from_millis(200);
-            while sock.tx_outstanding() > 0 && Instant::now() < end {
-                sock.kick_tx()?;
-                sock.complete();
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            Ok(sent)
+            Ok(xvs_pktgen::send_paced(
+                "g0", &template, flows, rate, duration,
+            )?)
         })
     }
 
