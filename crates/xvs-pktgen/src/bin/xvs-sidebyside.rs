@@ -38,7 +38,7 @@ use xvs_pktgen::program::bucket_value;
 use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
 
 const USAGE: &str =
-    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--xvs PATH] [--no-append]
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
   nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md";
 
@@ -84,6 +84,7 @@ struct Options {
     flows: Vec<u32>,
     xvs: PathBuf,
     append: bool,
+    force: bool,
 }
 
 /// One measured row.
@@ -118,6 +119,7 @@ fn parse_args() -> Result<Options> {
             .map(|d| d.join("xvs"))
             .unwrap_or_else(|| PathBuf::from("xvs")),
         append: true,
+        force: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -137,6 +139,7 @@ fn parse_args() -> Result<Options> {
             }
             "--xvs" => o.xvs = PathBuf::from(val()?),
             "--no-append" => o.append = false,
+            "--force" => o.force = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -165,6 +168,13 @@ fn preconditions(o: &Options) -> Result<()> {
             o.xvs.display()
         );
     }
+    let busy = cpu_busy(1, Duration::from_millis(300))?;
+    if busy > 0.3 && !o.force {
+        bail!(
+            "cpu 1 is {:.0} % busy: the forwarders need it to themselves (stop other work, or --force)",
+            busy * 100.0
+        );
+    }
     for tool in ["ip", "nft"] {
         let ok = Command::new(tool)
             .arg("-V")
@@ -179,6 +189,30 @@ fn preconditions(o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The busy share of `cpu` over `window`, from /proc/stat.
+fn cpu_busy(cpu: usize, window: Duration) -> Result<f64> {
+    let sample = || -> Result<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let name = format!("cpu{cpu} ");
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with(&name))
+            .with_context(|| format!("no cpu{cpu} in /proc/stat"))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        Ok((idle, v.iter().sum()))
+    };
+    let (i0, t0) = sample()?;
+    std::thread::sleep(window);
+    let (i1, t1) = sample()?;
+    let total = t1.saturating_sub(t0).max(1);
+    Ok(1.0 - i1.saturating_sub(i0) as f64 / total as f64)
+}
+
 fn run() -> Result<()> {
     let o = parse_args()?;
     preconditions(&o)?;
@@ -187,6 +221,16 @@ fn run() -> Result<()> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let lab = Lab::build()?;
+    // Kernel features: native XDP on veth (the sink) and live frames (Linux ≥ 5.18).
+    drop(
+        lab.sink(1024)
+            .context("attaching the XDP sink (native XDP on veth)")?,
+    );
+    lab.generator(64, o.size)?
+        .run(Pace::Rate(1000), 10, Duration::from_millis(100))
+        .context(
+            "the kernel's BPF_PROG_RUN live frames (BPF_F_TEST_XDP_LIVE_FRAMES, Linux ≥ 5.18)",
+        )?;
     let mut rows = Vec::new();
     for &flows in &o.flows {
         let sink = lab.sink(flows.max(1024))?;
