@@ -416,11 +416,22 @@ impl Control {
                     Some(h) => h.replace(health::targets(&config))?,
                     None => Vec::new(),
                 };
-                self.runtime.health = statuses
-                    .into_iter()
-                    .map(|st| (server_key(&st.dest), Health { up: st.up, weight: st.weight }))
-                    .collect();
-                self.publish(config)
+                let before = std::mem::replace(
+                    &mut self.runtime.health,
+                    statuses
+                        .into_iter()
+                        .map(|st| (server_key(&st.dest), Health { up: st.up, weight: st.weight }))
+                        .collect(),
+                );
+                let published = self.publish(config);
+                if published.is_err() {
+                    // Back to the running configuration's checkers.
+                    self.runtime.health = before;
+                    if let Some(h) = &self.health {
+                        let _ = h.replace(health::targets(&self.config));
+                    }
+                }
+                published
             });
         match &outcome {
             Ok(()) => tracing::info!(config = %self.path.display(), "reloaded"),
@@ -541,7 +552,9 @@ impl Control {
             ["list", "--checks"] => self.render_checks(),
             ["list", rest @ ..] if rest.len() <= 1 => {
                 let view = View::from_flag(rest.first().copied()).with_context(|| {
-                    format!("list takes --stats, --rate, -c or --persistent, not {rest:?}")
+                    format!(
+                        "list takes --stats, --rate, -c, --persistent or --checks, not {rest:?}"
+                    )
                 })?;
                 Ok(self.render(view))
             }
@@ -565,7 +578,7 @@ impl Control {
             }
             ["reload"] => self.reload().map(|()| "reloaded\n".into()),
             _ => bail!(
-                "unknown request {words:?} (list [--stats|--rate|-c|--persistent], zero, drain S R, undrain S R, weight S R N, reload)"
+                "unknown request {words:?} (list [--stats|--rate|-c|--persistent|--checks], zero, drain S R, undrain S R, weight S R N, reload)"
             ),
         }
     }
@@ -637,14 +650,13 @@ impl Control {
             &mut self.runtime,
             Some(&self.shared),
         )?;
-        snap.services.carry_over(&self.snapshots.load().services);
+        snap.services.carry_over(&old.services);
         let want = steered_addresses(
             &director_cfg,
             &snap.services,
             &self.kernel.addresses,
             &self.steering.current().real_servers,
         );
-        self.steering.update(want)?;
         let rules_changed = director_cfg.rules != self.config.rules;
         self.config = director_cfg;
         let generation = self.snapshots.publish(snap.clone());
@@ -656,6 +668,8 @@ impl Control {
                 "a worker did not take the new snapshot within 250 ms"
             );
         }
+        // Steer new VIPs only now that the workers know their services.
+        self.steering.update(want)?;
         if rules_changed {
             let purged = self.shared.purge_blocked(&snap);
             tracing::info!(
