@@ -171,3 +171,152 @@ pub fn place_servers(
     }
     (wanted, no_route)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvs_core::service::{DestId, DestState, Method};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// ext (2) 198.18.0.1/24 with a default route via 198.18.0.254; int (3)
+    /// 198.19.0.1/24; a third link (9) the director does not use.
+    fn kernel() -> KernelNet {
+        let link = |index, name: &str, last| Link {
+            index,
+            name: name.into(),
+            mac: [2, 0, 0, 0, 0, last],
+            mtu: 1500,
+            up: true,
+        };
+        let route = |dst: &str, oif, gw: Option<&str>| RouteEntry {
+            dst: dst.parse().unwrap(),
+            oif,
+            gateway: gw.map(ip),
+        };
+        KernelNet {
+            links: vec![link(2, "ext", 1), link(3, "int", 2), link(9, "mgmt", 9)],
+            routes: vec![
+                route("0.0.0.0/0", 2, Some("198.18.0.254")),
+                route("198.18.0.0/24", 2, None),
+                route("198.19.0.0/24", 3, None),
+                route("10.0.0.0/8", 9, None),
+            ],
+            addresses: vec![ip("198.18.0.1"), ip("198.19.0.1")],
+            neighbours: vec![
+                (2, ip("198.18.0.254"), [2, 0xa, 0, 0, 0, 0xfe]),
+                (3, ip("198.19.0.10"), [2, 0xa, 0, 0, 0, 0x10]),
+                (9, ip("10.0.0.5"), [2, 0xa, 0, 0, 0, 5]),
+            ],
+        }
+    }
+
+    fn server(id: u32, addr: &str) -> RealServer {
+        RealServer {
+            id: DestId(id),
+            addr: ip(addr),
+            port: Some(8080),
+            weight: 1,
+            method: Method::Nat,
+            backup: false,
+            state: DestState::Up,
+            max_conns: 0,
+            next_hop: None,
+        }
+    }
+
+    #[test]
+    fn the_view_keeps_only_the_directors_interfaces() {
+        let names = ["ext".to_owned(), "int".to_owned()];
+        let k = kernel();
+        assert_eq!(k.ifindexes(&names).unwrap(), [2, 3]);
+        let err = k.ifindexes(&["ext".into(), "nosuch".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("interface nosuch: not found"),
+            "{err}"
+        );
+        let v = k.view(&names).unwrap();
+        assert_eq!(v.iface_mac(IfaceId(1)), [2, 0, 0, 0, 0, 2]);
+        // A route out of `mgmt` and its neighbour are not the director's.
+        assert!(
+            v.route(ip("10.1.2.3"))
+                .is_some_and(|r| r.prefix.prefix_len() == 0)
+        );
+        assert_eq!(v.neighbour(ip("10.0.0.5")), None);
+        assert_eq!(
+            v.neighbour(ip("198.19.0.10")),
+            Some([2, 0xa, 0, 0, 0, 0x10])
+        );
+    }
+
+    #[test]
+    fn next_hops_resolved_wanted_static_and_unroutable() {
+        let v = kernel().view(&["ext".into(), "int".into()]).unwrap();
+        // Known neighbour on int.
+        assert_eq!(
+            hop_of(&v, ip("198.19.0.10"), None),
+            Ok(NextHop {
+                iface: IfaceId(1),
+                mac: [2, 0xa, 0, 0, 0, 0x10]
+            })
+        );
+        // Unknown: resolve the address itself (on-link) ...
+        assert_eq!(
+            hop_of(&v, ip("198.19.0.11"), None),
+            Err(Some(Wanted {
+                iface: IfaceId(1),
+                addr: ip("198.19.0.11")
+            }))
+        );
+        // ... or its gateway; a static MAC wins over the kernel.
+        assert_eq!(
+            hop_of(&v, ip("203.0.113.9"), None).map(|h| h.mac),
+            Ok([2, 0xa, 0, 0, 0, 0xfe])
+        );
+        assert_eq!(
+            hop_of(&v, ip("198.19.0.11"), Some([2, 1, 1, 1, 1, 1])).map(|h| h.mac),
+            Ok([2, 1, 1, 1, 1, 1])
+        );
+        // No IPv6 route at all.
+        assert_eq!(hop_of(&v, ip("2001:db8::1"), None), Err(None));
+
+        let mut specs = vec![xvs_core::lab::service(
+            "web",
+            1,
+            xvs_core::lab::tcp_key("198.18.1.1", 80),
+            vec![
+                server(1, "198.19.0.10"),
+                server(2, "198.19.0.11"),
+                server(3, "198.19.0.12"),
+                server(4, "2001:db8::1"),
+            ],
+        )];
+        let (wanted, no_route) = place_servers(&mut specs, &v, |rs| {
+            (rs.id == DestId(3)).then_some([2, 3, 3, 3, 3, 3])
+        });
+        let hops: Vec<_> = specs[0]
+            .servers
+            .iter()
+            .map(|rs| rs.next_hop.map(|h| h.mac))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                Some([2, 0xa, 0, 0, 0, 0x10]),
+                None,
+                Some([2, 3, 3, 3, 3, 3]),
+                None
+            ]
+        );
+        assert_eq!(
+            wanted,
+            [Wanted {
+                iface: IfaceId(1),
+                addr: ip("198.19.0.11")
+            }]
+        );
+        assert_eq!(no_route, [ip("2001:db8::1")]);
+    }
+}

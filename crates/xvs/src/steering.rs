@@ -270,3 +270,32 @@ impl Drop for GroOff {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_table_names_each_family_and_replaces_itself() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let text = ruleset(
+            &["ext".into(), "int".into()],
+            &Steered {
+                vips: vec![ip("198.18.1.1"), ip("2001:db8:1::1")],
+                real_servers: vec![ip("198.19.0.10")],
+                locals: vec![ip("198.19.0.1")],
+            },
+        );
+        // One transaction: create (so that delete cannot fail), delete, define.
+        assert!(text.starts_with("table inet xvs {}\ndelete table inet xvs\ntable inet xvs {"));
+        assert!(text.contains("set vip4 { type ipv4_addr; elements = { 198.18.1.1 } }"));
+        assert!(text.contains("set vip6 { type ipv6_addr; elements = { 2001:db8:1::1 } }"));
+        assert!(
+            text.contains("set rs6 { type ipv6_addr;  }"),
+            "empty sets stay declared"
+        );
+        assert!(text.contains(r#"iifname { "ext", "int" } ip daddr @vip4 drop"#));
+        assert!(text.contains("ip saddr @rs4 ip daddr != @local4 ip daddr != 224.0.0.0/3 drop"));
+        assert!(text.contains("priority -300"));
+    }
+}
