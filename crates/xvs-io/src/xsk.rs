@@ -225,6 +225,12 @@ impl PortSet {
         self.queue
     }
 
+    /// Whether the kernel gave these sockets zero-copy mode (it does where every
+    /// driver offers it; veth does not: copy mode).
+    pub fn zero_copy(&self) -> Result<bool, XskError> {
+        self.set.zero_copy()
+    }
+
     /// Where every frame of the shared UMEM is (frames pending for tx count as
     /// `held`): `census().accounted() == census().total` always.
     pub fn census(&self) -> FrameCensus {

@@ -405,6 +405,9 @@ fn shared_umem_forwards_between_interfaces() {
         } = two_pairs(small_shared());
         let c = ports.census();
         assert_eq!(c.total, 512, "one UMEM for both ports: {c:?}");
+        // Bound without a mode flag: the kernel would take zero-copy if the
+        // driver offered it; veth does not, so this is copy mode.
+        assert_eq!(ports.zero_copy().ok(), Some(false), "veth: copy mode");
         assert_eq!(
             (ports.fill_frames(0), ports.fill_frames(1)),
             (128, 128),

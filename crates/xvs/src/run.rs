@@ -129,6 +129,11 @@ pub fn run(path: &Path) -> Result<()> {
                         .bind_socket(i, id as u32, ports.fd(i))
                         .with_context(|| format!("interface {name}: queue {id}"))?;
                 }
+                tracing::info!(
+                    worker = id,
+                    zero_copy = ports.zero_copy().unwrap_or(false),
+                    "AF_XDP sockets bound (zero-copy where the drivers offer it, else copy)"
+                );
                 spawn(Worker {
                     id,
                     core: Some(core),

@@ -448,7 +448,9 @@ fn setsockopt<T>(
 impl Xsk {
     /// Creates a socket, sets up and maps its four rings and binds it to
     /// `ifindex`/`queue`. With `share == None` it registers `area` as its UMEM
-    /// and binds `XDP_COPY | XDP_USE_NEED_WAKEUP`; with `Some(first)` it binds
+    /// and binds `XDP_USE_NEED_WAKEUP` without a mode flag, so the kernel takes
+    /// zero-copy where the driver offers it and falls back to copy mode (veth has
+    /// none: copy); with `Some(first)` it binds
     /// `XDP_SHARED_UMEM` to the UMEM of the bound socket `first` (copy mode and
     /// need-wakeup are inherited from it; the kernel refuses flags there).
     fn open(
@@ -556,7 +558,7 @@ impl Xsk {
         )?;
 
         let (flags, shared_fd) = match share {
-            None => (libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP, 0),
+            None => (libc::XDP_USE_NEED_WAKEUP, 0),
             Some(first) => (libc::XDP_SHARED_UMEM, first.as_raw_fd() as u32),
         };
         let sa = libc::sockaddr_xdp {
@@ -645,6 +647,27 @@ impl Xsk {
                 source: e,
             }),
         }
+    }
+
+    /// Whether the kernel bound this socket in zero-copy mode (`XDP_OPTIONS`).
+    fn zero_copy(&self) -> Result<bool, XskError> {
+        let mut opt = libc::xdp_options { flags: 0 };
+        let mut optlen = size_of::<libc::xdp_options>() as libc::socklen_t;
+        // SAFETY: `opt` and `optlen` are valid for writes and outlive the call;
+        // `optlen` holds the buffer's exact size; `fd` is an open AF_XDP socket.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                (&mut opt as *mut libc::xdp_options).cast(),
+                &mut optlen,
+            )
+        };
+        if r != 0 {
+            return Err(sys_err("getsockopt(XDP_OPTIONS)"));
+        }
+        Ok(opt.flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
     }
 
     fn statistics(&self) -> Result<libc::xdp_statistics, XskError> {
@@ -1017,6 +1040,12 @@ impl XskSet {
         frame.len = bytes.len() as u32;
         self.data_mut(frame).copy_from_slice(bytes);
         Ok(())
+    }
+
+    /// Whether the sockets run in zero-copy mode (the kernel's choice at bind:
+    /// zero-copy where every driver offers it, else copy).
+    pub fn zero_copy(&self) -> Result<bool, XskError> {
+        self.socks[0].zero_copy()
     }
 
     /// Socket `i`'s drop counters (`XDP_STATISTICS`): frames dropped on receive
