@@ -508,6 +508,28 @@ fn xvs_once(lab: &Lab, ns: &str, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// Runs `wrapper... xvs run -c CONFIG` in `ns`, which must fail at start-up
+/// with exit code 1; its stderr.
+fn refused_at_start(lab: &Lab, ns: &str, wrapper: &[&str], config: &str) -> String {
+    let mut args = wrapper.to_vec();
+    args.extend([env!("CARGO_BIN_EXE_xvs"), "run", "-c", config]);
+    let out = lab.try_sh(ns, &args);
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    text
+}
+
+/// No XDP program on the director's interfaces.
+fn nothing_attached(lab: &Lab, ns: &str) {
+    for iface in ["ext", "int"] {
+        let link = lab.sh(ns, &["ip", "link", "show", iface]);
+        assert!(
+            !link.contains("xdp"),
+            "nothing left attached on {iface}:\n{link}"
+        );
+    }
+}
+
 /// Bad input at start-up: a clear error naming the interface / file position
 /// and the cause, a non-zero exit, nothing left attached, and a running
 /// director is not disturbed.
@@ -554,20 +576,14 @@ fn bad_input_is_refused_clearly() {
     );
 
     // Missing privileges (uid 65534, no capabilities).
-    let mut nobody = vec![
+    let nobody = [
         "setpriv",
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
         "--inh-caps=-all",
-        env!("CARGO_BIN_EXE_xvs"),
-        "run",
-        "-c",
     ];
-    nobody.push(&config_s);
-    let out = lab.try_sh(d, &nobody);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = refused_at_start(&lab, d, &nobody, &config_s);
     assert!(
         text.contains("interface ext") && text.contains("not permitted"),
         "names the interface and the cause:\n{text}"
@@ -575,7 +591,7 @@ fn bad_input_is_refused_clearly() {
 
     // A UMEM over the memlock limit (no CAP_IPC_LOCK, a 4 MiB limit; a worker's
     // shared UMEM for two interfaces is 8 MiB).
-    let mut tight = vec![
+    let tight = [
         "setpriv",
         "--bounding-set=-ipc_lock",
         "--inh-caps=-ipc_lock",
@@ -583,25 +599,13 @@ fn bad_input_is_refused_clearly() {
         "prlimit",
         "--memlock=4194304:4194304",
         "--",
-        env!("CARGO_BIN_EXE_xvs"),
-        "run",
-        "-c",
     ];
-    tight.push(&config_s);
-    let out = lab.try_sh(d, &tight);
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = refused_at_start(&lab, d, &tight, &config_s);
     assert!(
         text.contains("\"ext\", \"int\"") && text.contains("RLIMIT_MEMLOCK"),
         "names the interfaces and the memlock limit:\n{text}"
     );
-    for iface in ["ext", "int"] {
-        let link = lab.sh(d, &["ip", "link", "show", iface]);
-        assert!(
-            !link.contains("xdp"),
-            "nothing left attached on {iface}:\n{link}"
-        );
-    }
+    nothing_attached(&lab, d);
 
     // XDP already attached: a second director on the same interfaces fails and
     // the first keeps serving.
@@ -616,13 +620,7 @@ fn bad_input_is_refused_clearly() {
     requests(&lab, &net.client, "http://198.18.1.1/who", "198.18.0.10", 2);
     let (status, logs) = first.stop();
     assert!(status.success(), "{logs}");
-    for iface in ["ext", "int"] {
-        let link = lab.sh(d, &["ip", "link", "show", iface]);
-        assert!(
-            !link.contains("xdp"),
-            "nothing left attached on {iface}:\n{link}"
-        );
-    }
+    nothing_attached(&lab, d);
 }
 
 /// `xvs list|drain|undrain|weight|reload|zero` against a running director: a
