@@ -4,7 +4,8 @@
 //! the userspace data path (an AF_XDP socket) or for the kernel:
 //!
 //! - Ethernet, optionally one 802.1Q tag, then IPv4 or IPv6 (fixed header only);
-//! - if the **destination** address is a VIP, or the **source** address is a real
+//! - if the **destination** address is a VIP (but not an ICMP/ICMPv6 echo request:
+//!   `ping VIP` is the kernel's, as with keepalived), or the **source** address is a real
 //!   server (NAT replies) and the destination is neither multicast / broadcast /
 //!   link-local nor one of the director's own addresses (so health-check answers
 //!   and neighbour discovery from real servers stay with the kernel):
@@ -516,6 +517,8 @@ enum L {
     Untagged,
     Ipv4,
     Ipv6,
+    Vip4,
+    Vip6,
     Redirect,
     Pass,
 }
@@ -608,7 +611,13 @@ fn family(a: &mut Asm<L>, family: Family, vips: i32, locals: i32, real_servers: 
         Insn::mov64_reg(R2, R7), // r2 = key: the packet's destination address
         Insn::call(helper::MAP_LOOKUP_ELEM), // r0 = bpf_map_lookup_elem(&vips, &ip.dst)
     ])
-    .jump(Insn::jne_imm(R0, 0, 0), L::Redirect) // to a VIP: userspace
+    .jump(
+        Insn::jne_imm(R0, 0, 0),
+        match family {
+            Family::V4 => L::Vip4,
+            Family::V6 => L::Vip6,
+        },
+    ) // to a VIP: userspace, unless a ping (below)
     .emit([Insn::ldx_b(R4, R7, 0)]); // r4 = first byte of ip.dst (inside the checked header)
     match family {
         Family::V4 => a.jump(Insn::jge_imm(R4, 0xe0, 0), L::Pass), // multicast, class E, broadcast
@@ -629,6 +638,40 @@ fn family(a: &mut Asm<L>, family: Family, vips: i32, locals: i32, real_servers: 
         ])
         .jump(Insn::jne_imm(R0, 0, 0), L::Redirect) // a reply from a real server: userspace
         .jump(Insn::ja(0), L::Pass); // anything else: the kernel
+    // --- to a VIP: an echo request is the kernel's (the VIP is one of its
+    // addresses, as with keepalived: `ping VIP` works); everything else, ICMP
+    // errors included, is the workers'. r7 = &ip.dst; r1..r5 were clobbered by
+    // the lookup, so data_end is read again.
+    a.label(match family {
+        Family::V4 => L::Vip4,
+        Family::V6 => L::Vip6,
+    })
+    .emit([Insn::ldx_w(R3, R6, MD_DATA_END)]); // r3 = ctx->data_end
+    match family {
+        Family::V4 => a
+            .emit([Insn::ldx_b(R4, R7, -16)]) // r4 = version | IHL
+            .jump(Insn::jne_imm(R4, 0x45, 0), L::Redirect) // options: the workers decide
+            .emit([Insn::ldx_b(R4, R7, -7)]) // r4 = protocol (L3 + 9)
+            .jump(Insn::jne_imm(R4, 1, 0), L::Redirect) // not ICMP
+            .emit([
+                Insn::mov64_reg(R5, R7),
+                Insn::add64_imm(R5, 5), // r5 = L3 + 21: past the ICMP type
+            ])
+            .jump(Insn::jgt_reg(R5, R3, 0), L::Redirect) // truncated
+            .emit([Insn::ldx_b(R4, R7, 4)]) // r4 = ICMP type (L3 + 20)
+            .jump(Insn::jeq_imm(R4, 8, 0), L::Pass), // echo request
+        Family::V6 => a
+            .emit([Insn::ldx_b(R4, R7, -18)]) // r4 = next header (L3 + 6)
+            .jump(Insn::jne_imm(R4, 58, 0), L::Redirect) // not ICMPv6 (or an extension)
+            .emit([
+                Insn::mov64_reg(R5, R7),
+                Insn::add64_imm(R5, 17), // r5 = L3 + 41: past the ICMPv6 type
+            ])
+            .jump(Insn::jgt_reg(R5, R3, 0), L::Redirect) // truncated
+            .emit([Insn::ldx_b(R4, R7, 16)]) // r4 = ICMPv6 type (L3 + 40)
+            .jump(Insn::jeq_imm(R4, 128, 0), L::Pass), // echo request
+    };
+    a.jump(Insn::ja(0), L::Redirect);
 }
 
 // ---------------------------------------------------------------------------

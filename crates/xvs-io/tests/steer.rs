@@ -175,6 +175,46 @@ fn verdicts() {
         ),
         ("bare Ethernet header", ipv4_to_vip[..14].to_vec(), PASS),
         (
+            "ping (ICMP echo request) to a VIP: the kernel answers",
+            FrameSpec::icmp_echo(ip(CLIENT4), ip(VIP4), 7, 1, false).build(),
+            PASS,
+        ),
+        (
+            "ICMPv6 echo request to a v6 VIP: the kernel answers",
+            FrameSpec::icmp_echo(ip(CLIENT6), ip(VIP6), 7, 1, false).build(),
+            PASS,
+        ),
+        (
+            "ICMP echo reply to a VIP (a NAT'd ping answered): userspace",
+            FrameSpec::icmp_echo(ip(CLIENT4), ip(VIP4), 7, 1, true).build(),
+            REDIRECT,
+        ),
+        (
+            "ICMP error to a VIP (e.g. fragmentation needed): userspace",
+            FrameSpec::icmp_error(
+                ip(CLIENT4),
+                ip(VIP4),
+                3,
+                4,
+                [0, 0, 5, 220],
+                &tcp(VIP4, CLIENT4).build_ip(),
+            )
+            .build(),
+            REDIRECT,
+        ),
+        (
+            "ICMP echo with IPv4 options to a VIP: userspace decides",
+            FrameSpec::icmp_echo(ip(CLIENT4), ip(VIP4), 7, 1, false)
+                .with_ipv4_options(&[1, 1, 1, 1])
+                .build(),
+            REDIRECT,
+        ),
+        (
+            "ping to a VIP cut inside the ICMP header: userspace (it counts it)",
+            FrameSpec::icmp_echo(ip(CLIENT4), ip(VIP4), 7, 1, false).build()[..14 + 20].to_vec(),
+            REDIRECT,
+        ),
+        (
             "IPv4 from a real server to the director itself (health check)",
             tcp(RS4, LOCAL4).build(),
             PASS,

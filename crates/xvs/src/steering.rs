@@ -8,9 +8,10 @@
 //! - **AF_PACKET**: the workers see every frame (a tap), so the kernel must not
 //!   *also* act on the ones the workers forward: an nftables table `inet xvs`
 //!   drops, at prerouting priority -300 on the director's interfaces, frames to a
-//!   VIP and NAT replies from real servers (not those to the director's own,
-//!   multicast or broadcast addresses: health checks, ND, VRRP stay the
-//!   kernel's). AF_PACKET taps run before netfilter, so the workers still get them.
+//!   VIP (but echo requests: `ping VIP` is the kernel's, as in AF_XDP mode) and
+//!   NAT replies from real servers (not those to the director's own, multicast
+//!   or broadcast addresses: health checks, ND, VRRP stay the kernel's).
+//!   AF_PACKET taps run before netfilter, so the workers still get them.
 //!
 //! Invariant: nothing outlives the process — XDP links close with their file
 //! descriptors; the nftables table is deleted on drop (and replaced at start
@@ -197,6 +198,8 @@ table inet xvs {{
   set local6 {{ type ipv6_addr; {local6} }}
   chain guard {{
     type filter hook prerouting priority -300; policy accept;
+    iifname {{ {ifs} }} ip daddr @vip4 icmp type echo-request accept
+    iifname {{ {ifs} }} ip6 daddr @vip6 icmpv6 type echo-request accept
     iifname {{ {ifs} }} ip daddr @vip4 drop
     iifname {{ {ifs} }} ip6 daddr @vip6 drop
     iifname {{ {ifs} }} ip saddr @rs4 ip daddr != @local4 ip daddr != 224.0.0.0/3 drop
@@ -295,6 +298,13 @@ mod tests {
             "empty sets stay declared"
         );
         assert!(text.contains(r#"iifname { "ext", "int" } ip daddr @vip4 drop"#));
+        let ping = text
+            .find("icmp type echo-request accept")
+            .expect("pings accepted");
+        assert!(
+            ping < text.find("ip daddr @vip4 drop").unwrap(),
+            "before the drop"
+        );
         assert!(text.contains("ip saddr @rs4 ip daddr != @local4 ip daddr != 224.0.0.0/3 drop"));
         assert!(text.contains("priority -300"));
     }
