@@ -1,5 +1,6 @@
 //! Support for privileged tests (in this and the other crates): the one rule for
-//! when they run. Layer: test support.
+//! when they run, and `ip` run from the calling thread's namespace. Layer: test
+//! support.
 
 use std::io::Write;
 
@@ -16,4 +17,19 @@ pub fn privileged(test: &str, reason: &str) -> bool {
     }
     let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
     false
+}
+
+/// Runs `ip ARGS` from the calling thread (so in its network namespace) and
+/// returns its output; panics with `ip`'s error text when it fails.
+pub fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

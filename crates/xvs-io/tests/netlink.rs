@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use xvs_io::netlink::{NeighState, Neighbour, Netlink};
+use xvs_io::testing::ip;
 
 /// Whether this test may run: true as root. Otherwise prints a visible
 /// `SKIP: <reason>` and returns false — or panics when
@@ -25,20 +26,6 @@ fn privileged(test: &str) -> bool {
         test,
         "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) for veth and network namespaces",
     )
-}
-
-/// Runs `ip ARGS` from the calling thread (so in its network namespace).
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `ip -batch -` with `commands` on its standard input.

@@ -19,6 +19,7 @@ use xvs_io::frames::{Fate, FrameIo};
 use xvs_io::steer::XdpLink;
 use xvs_io::steer::{SteeringProgram, XdpMode};
 use xvs_io::sys::packet::PacketSocket;
+use xvs_io::testing::ip;
 use xvs_io::xsk::{Action, Port, PortSet, XskConfig, XskError};
 
 /// Whether this test may run: true as root. Otherwise prints a visible
@@ -29,20 +30,6 @@ fn privileged(test: &str) -> bool {
         test,
         "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW, CAP_IPC_LOCK) for veth, XDP and AF_XDP",
     )
-}
-
-/// Runs `ip ARGS` from the calling thread (so in its network namespace).
-fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const DEADLINE: Duration = Duration::from_secs(2);

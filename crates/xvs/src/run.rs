@@ -134,25 +134,13 @@ pub fn run(path: &Path) -> Result<()> {
                     zero_copy = ports.zero_copy().unwrap_or(false),
                     "AF_XDP sockets bound (zero-copy where the drivers offer it, else copy)"
                 );
-                spawn(Worker {
-                    id,
-                    core: Some(core),
-                    ports,
-                    director,
-                    links: links.clone(),
-                })?
+                spawn(id, core, ports, director, &links)?
             }
             Backend::AfPacket => {
                 let ifs: Vec<&str> = names.iter().map(String::as_str).collect();
                 let ports =
                     PacketPortSet::open(&ifs, Some(fanout_group())).context("AF_PACKET sockets")?;
-                spawn(Worker {
-                    id,
-                    core: Some(core),
-                    ports,
-                    director,
-                    links: links.clone(),
-                })?
+                spawn(id, core, ports, director, &links)?
             }
         };
         workers.push(handle);
@@ -250,12 +238,23 @@ pub fn run(path: &Path) -> Result<()> {
     }
 }
 
-/// Starts a worker on its own thread.
+/// Starts worker `id`, pinned to `core`, on its own thread.
 fn spawn<P: FrameIo + Send + 'static>(
-    worker: Worker<P>,
+    id: usize,
+    core: usize,
+    ports: P,
+    director: Director,
+    links: &Links,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let worker = Worker {
+        id,
+        core: Some(core),
+        ports,
+        director,
+        links: links.clone(),
+    };
     std::thread::Builder::new()
-        .name(format!("xvs-worker-{}", worker.id))
+        .name(format!("xvs-worker-{id}"))
         .spawn(move || worker.run())
         .context("spawning a worker")
 }

@@ -15,6 +15,43 @@ pub mod xsk;
 use std::ffi::CString;
 use std::io;
 
+/// Most descriptors [`poll_readable`] waits on (AF_XDP and AF_PACKET port sets
+/// hold at most this many sockets).
+pub const POLL_MAX: usize = 16;
+
+/// Waits up to `timeout_ms` until one of `fds` (the first [`POLL_MAX`]) is
+/// readable (poll(2) POLLIN); true if one is. `EINTR` counts as "nothing yet".
+/// No allocation.
+pub fn poll_readable(
+    fds: impl Iterator<Item = std::os::fd::RawFd>,
+    timeout_ms: i32,
+) -> io::Result<bool> {
+    let idle = libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    };
+    let mut set = [idle; POLL_MAX];
+    let mut n = 0;
+    for (slot, fd) in set.iter_mut().zip(fds) {
+        slot.fd = fd;
+        slot.events = libc::POLLIN;
+        n += 1;
+    }
+    // SAFETY: `set[..n]` is a valid array of `n` pollfds, borrowed mutably for
+    // the call; the caller keeps the descriptors open for its duration.
+    let r = unsafe { libc::poll(set.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
+}
+
 /// Whether the process runs with effective uid 0 (privileged tests check this).
 pub fn effective_uid_is_root() -> bool {
     // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.

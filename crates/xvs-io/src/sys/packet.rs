@@ -29,6 +29,25 @@ fn sockaddr_ll(ifindex: u32) -> libc::sockaddr_ll {
     }
 }
 
+/// Binds the AF_PACKET socket `fd` to interface `ifindex`, every protocol
+/// (`ETH_P_ALL`).
+pub(crate) fn bind_all(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let sa = sockaddr_ll(ifindex);
+    // SAFETY: `sa` is a valid sockaddr_ll borrowed for the call with its exact
+    // size; `fd` is open; bind(2) only reads `sa`.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl PacketSocket {
     /// Opens the socket and binds it to `ifindex` (all protocols).
     pub fn bind(ifindex: u32) -> io::Result<Self> {
@@ -41,19 +60,7 @@ impl PacketSocket {
         }
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let sa = sockaddr_ll(ifindex);
-        // SAFETY: `sa` is a valid sockaddr_ll borrowed for the call with its exact
-        // size; `fd` is open; bind(2) only reads `sa`.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        bind_all(fd.as_fd(), ifindex)?;
         Ok(PacketSocket { fd, ifindex })
     }
 

@@ -211,19 +211,10 @@ impl TpacketSocket {
         )?;
         let ring = RxRing::map(&fd, cfg)?;
 
-        let sa = sockaddr_ll(ifindex);
-        // SAFETY: `sa` is a valid sockaddr_ll borrowed for the call with its
-        // exact size; `fd` is open; bind(2) only reads `sa`.
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if r != 0 {
-            return Err(sys_err("bind(sockaddr_ll)"));
-        }
+        super::packet::bind_all(fd.as_fd(), ifindex).map_err(|source| SysError {
+            op: "bind(sockaddr_ll)",
+            source,
+        })?;
         if let Some(f) = fanout {
             let arg: libc::c_int = (u32::from(f.group) | (f.mode << 16)) as libc::c_int;
             setsockopt(
@@ -364,20 +355,8 @@ impl AsFd for TpacketSocket {
     }
 }
 
-fn sockaddr_ll(ifindex: u32) -> libc::sockaddr_ll {
-    libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
-        sll_ifindex: ifindex as i32,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    }
-}
-
 /// Most sockets [`poll_rx_any`] waits on.
-pub const POLL_MAX: usize = 16;
+pub use super::POLL_MAX;
 
 /// Waits up to `timeout_ms` until one of `socks` (the first [`POLL_MAX`]) has
 /// a block ready; `EINTR` counts as "nothing yet".
@@ -385,32 +364,10 @@ pub fn poll_rx_any<'a>(
     socks: impl Iterator<Item = &'a TpacketSocket>,
     timeout_ms: i32,
 ) -> Result<bool, SysError> {
-    let idle = libc::pollfd {
-        fd: -1,
-        events: 0,
-        revents: 0,
-    };
-    let mut fds = [idle; POLL_MAX];
-    let mut n = 0;
-    for (slot, s) in fds.iter_mut().zip(socks) {
-        slot.fd = s.fd.as_raw_fd();
-        slot.events = libc::POLLIN;
-        n += 1;
-    }
-    // SAFETY: `fds[..n]` is a valid array of `n` pollfds, borrowed mutably for
-    // the call; their descriptors stay open while `socks` is borrowed.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(false);
-        }
-        return Err(SysError {
-            op: "poll(AF_PACKET)",
-            source: e,
-        });
-    }
-    Ok(r > 0)
+    super::poll_readable(socks.map(|s| s.fd.as_raw_fd()), timeout_ms).map_err(|source| SysError {
+        op: "poll(AF_PACKET)",
+        source,
+    })
 }
 
 /// Offsets in `struct tpacket_block_desc` (its header union holds a

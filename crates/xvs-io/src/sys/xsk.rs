@@ -1057,32 +1057,12 @@ impl XskSet {
     /// Waits up to `timeout_ms` for any socket's rx ring to have frames
     /// (poll(2) POLLIN); true if one has. No allocation.
     pub fn poll_rx(&self, timeout_ms: i32) -> Result<bool, XskError> {
-        let idle = libc::pollfd {
-            fd: -1,
-            events: 0,
-            revents: 0,
-        };
-        let mut fds = [idle; POLL_MAX];
-        let mut n = 0;
-        for (slot, s) in fds.iter_mut().zip(&self.socks) {
-            slot.fd = s.fd.as_raw_fd();
-            slot.events = libc::POLLIN;
-            n += 1;
-        }
-        // SAFETY: `fds[..n]` is a valid array of `n` pollfds, borrowed mutably for
-        // the call; their descriptors stay open while `self` is borrowed.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(XskError::Sys {
+        super::poll_readable(self.socks.iter().map(|s| s.fd.as_raw_fd()), timeout_ms).map_err(
+            |source| XskError::Sys {
                 op: "poll(AF_XDP)",
-                source: e,
-            });
-        }
-        Ok(r > 0)
+                source,
+            },
+        )
     }
 
     fn put_free(&mut self, addr: u64) {
@@ -1213,7 +1193,7 @@ impl XskSocket {
 }
 
 /// Most sockets an [`XskSet`] holds (and [`XskSet::poll_rx`] waits on).
-pub const POLL_MAX: usize = 16;
+pub use super::POLL_MAX;
 
 #[cfg(test)]
 mod tests {
