@@ -22,6 +22,7 @@ fn director() -> Director {
         fragments: 1024,
         shards: 64,
         max_dests: 1024,
+        flow_cache: 1 << 16,
         seed: 5,
     });
     for i in 0..FLOWS {

@@ -34,6 +34,7 @@ const SIZES: TableSizes = TableSizes {
     fragments: 8,
     shards: 2,
     max_dests: 128,
+    flow_cache: 1024,
     seed: 1,
 };
 

@@ -78,6 +78,8 @@ pub struct TablesConfig {
     pub persistence: usize,
     /// Shards per table, a power of two (default 64).
     pub shards: usize,
+    /// Flow cache entries per worker (default 65536, 4..=1<<24).
+    pub flow_cache: usize,
 }
 
 impl Default for TablesConfig {
@@ -86,6 +88,7 @@ impl Default for TablesConfig {
             connections: 1 << 20,
             persistence: 65536,
             shards: 64,
+            flow_cache: 1 << 16,
         }
     }
 }
@@ -133,13 +136,15 @@ impl DirectorConfig {
             .map(|i| IfaceId(i as u16))
     }
 
-    /// The core's table sizes: `connections`, `persistence` and `shards` from the
-    /// file, everything else (fragments, `max_dests`, seed) at the core's default.
+    /// The core's table sizes: `connections`, `persistence`, `shards` and
+    /// `flow_cache` from the file, everything else (fragments, `max_dests`, seed) at
+    /// the core's default.
     pub fn table_sizes(&self) -> TableSizes {
         TableSizes {
             conns: self.tables.connections,
             templates: self.tables.persistence,
             shards: self.tables.shards,
+            flow_cache: self.tables.flow_cache,
             ..TableSizes::default()
         }
     }
@@ -376,7 +381,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
     }
     let mut tables = TablesConfig::default();
     if let Some(t) = m.opt("tables") {
-        let t = t.map(&["connections", "persistence", "shards"])?;
+        let t = t.map(&["connections", "persistence", "shards", "flow_cache"])?;
         if let Some(c) = t.opt("connections") {
             tables.connections = c.uint(1024, 1 << 32)? as usize;
         }
@@ -389,6 +394,9 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
                 return Err(s.err(format!("{n} is not a power of two")));
             }
             tables.shards = n as usize;
+        }
+        if let Some(f) = t.opt("flow_cache") {
+            tables.flow_cache = f.uint(4, 1 << 24)? as usize;
         }
     }
     let control_socket = match m.opt("control_socket") {

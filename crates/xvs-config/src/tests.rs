@@ -48,6 +48,7 @@ fn minimal_service_parses_with_defaults() {
     assert_eq!(c.director.cores, [0]);
     assert_eq!(c.director.tables.connections, 1 << 20);
     assert_eq!(c.director.tables.shards, 64);
+    assert_eq!(c.director.table_sizes().flow_cache, 1 << 16);
     let s = &c.services[0];
     assert_eq!(s.sched.kind, SchedKind::Wlc);
     assert_eq!(s.method, Method::Nat);
@@ -146,6 +147,10 @@ fn shards_power_of_two_and_connections_minimum() {
     assert_err(
         "director:\n  interfaces: [ext]\n  tables:\n    connections: 100\n",
         "t.yaml:4:18: director.tables.connections: 100 is out of range 1024..=4294967296",
+    );
+    assert_err(
+        "director:\n  interfaces: [ext]\n  tables:\n    flow_cache: 2\n",
+        "t.yaml:4:17: director.tables.flow_cache: 2 is out of range 4..=16777216",
     );
 }
 

@@ -232,6 +232,7 @@ pub fn lab() -> Director {
         fragments: 256,
         shards: 4,
         max_dests: 128,
+        flow_cache: 1024,
         seed: 1,
     })
 }

@@ -96,6 +96,7 @@ fn steady_state_processing_does_not_allocate() {
         fragments: 64,
         shards: 4,
         max_dests: 128,
+        flow_cache: 1024,
         seed: 3,
     };
     let mut d = lab_with(sizes);

@@ -74,12 +74,12 @@ impl Cx<'_> {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             match dir {
                 Direction::Original => {
-                    rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, None, false);
-                    rewrite::rewrite_end(frame, &inner, End::Src, &c.daddr, Some(c.dport), false);
+                    rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, None);
+                    rewrite::rewrite_end(frame, &inner, End::Src, &c.daddr, Some(c.dport));
                 }
                 Direction::Reply => {
-                    rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, None, false);
-                    rewrite::rewrite_end(frame, &inner, End::Dst, &c.vaddr, Some(c.vport), false);
+                    rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, None);
+                    rewrite::rewrite_end(frame, &inner, End::Dst, &c.vaddr, Some(c.vport));
                 }
             }
             if p.ip.v6 {

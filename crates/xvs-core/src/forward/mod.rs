@@ -22,6 +22,7 @@
 //!   real server, like IPVS).
 
 mod cache;
+mod fast;
 mod icmp;
 pub mod rewrite;
 pub mod stats;
@@ -44,7 +45,7 @@ use crate::table::{Expiring, Inserted, ShardedTable};
 use crate::time::Time;
 use crate::wire::ip_proto::{ICMP, ICMPV6, TCP, UDP};
 use crate::wire::{self, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, ethertype};
-use rewrite::{End, IpInfo};
+use rewrite::{End, IpInfo, Rewrite};
 pub use stats::{DestTraffic, WorkerStats};
 pub use verdict::{DropReason, Verdict};
 
@@ -64,6 +65,8 @@ pub struct TableSizes {
     pub shards: usize,
     /// Upper bound of [`DestId`] values (sizes the shared counters).
     pub max_dests: usize,
+    /// Flow cache entries per worker (rounded up to a power of two, at least 4).
+    pub flow_cache: usize,
     /// Seed of the internal table hashes.
     pub seed: u64,
 }
@@ -76,6 +79,7 @@ impl Default for TableSizes {
             fragments: 1 << 14,
             shards: 64,
             max_dests: 1 << 16,
+            flow_cache: 1 << 16,
             seed: 0x7876_735f_7365_6564,
         }
     }
@@ -119,6 +123,8 @@ pub struct Shared {
     pub frags: ShardedTable<FragKey, FragRoute>,
     /// Live active/inactive counts per [`DestId`].
     pub counters: Box<[DestCounters]>,
+    /// The sizes everything was made with.
+    pub sizes: TableSizes,
 }
 
 impl Shared {
@@ -131,6 +137,7 @@ impl Shared {
             counters: (0..sizes.max_dests)
                 .map(|_| DestCounters::default())
                 .collect(),
+            sizes,
         }
     }
 
@@ -228,6 +235,19 @@ impl Shared {
             |c| self.conn_gone(&snap.services, c),
         )
     }
+}
+
+/// How the packets of one direction of a connection leave: the rewrite and the next
+/// hop, worked out from the connection and the snapshot once, then kept in the flow
+/// cache for the connection's steady packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    dest: DestId,
+    dir: Direction,
+    iface: IfaceId,
+    /// Destination and source MAC, as they sit at the start of the frame.
+    macs: [u8; 12],
+    rewrite: Rewrite,
 }
 
 /// What the control side publishes to the workers: services, mark rules and the
@@ -437,8 +457,8 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
 impl Director {
     /// A worker's engine over the shared tables and the current snapshot.
     pub fn new(shared: Arc<Shared>, snap: Arc<Snapshot>) -> Director {
-        let stats = WorkerStats::new(shared.counters.len(), snap.rules.rule_count());
-        let cache = cache::FlowCache::new(0x0063_6163_6865);
+        let stats = WorkerStats::new(snap.services.dest_id_bound(), snap.rules.rule_count());
+        let cache = cache::FlowCache::new(shared.sizes.flow_cache, 0x0063_6163_6865);
         Director {
             shared,
             snap,
@@ -451,6 +471,8 @@ impl Director {
     /// the flow cache.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         self.stats.rule_hits.resize(snap.rules.rule_count(), 0);
+        let dests = snap.services.dest_id_bound().max(self.stats.dests.len());
+        self.stats.dests.resize(dests, DestTraffic::default());
         self.snap = snap;
         self.cache.clear();
     }
@@ -470,9 +492,13 @@ impl Director {
         &self.stats
     }
 
-    /// Hand the counters to the control side and start again from zero (keeps sizes).
+    /// Hand the counters to the control side and start again from zero, sized for
+    /// the snapshot's real servers and rules (small: a few allocations per call).
     pub fn take_stats(&mut self) -> WorkerStats {
-        let fresh = WorkerStats::new(self.stats.dests.len(), self.stats.rule_hits.len());
+        let fresh = WorkerStats::new(
+            self.snap.services.dest_id_bound(),
+            self.snap.rules.rule_count(),
+        );
         std::mem::replace(&mut self.stats, fresh)
     }
 
@@ -509,7 +535,13 @@ impl Director {
             now,
             len: frame.len() as u64,
         };
-        let verdict = cx.decide(iface, frame);
+        let verdict = match fast::steady(frame) {
+            // A packet of an established connection in the flow cache.
+            Some((tuple, ip)) if let Some(&plan) = cx.cache.get(&tuple, now) => {
+                cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v)
+            }
+            _ => cx.decide(iface, frame),
+        };
         match verdict {
             Verdict::Forward { .. } => self.stats.forwarded += 1,
             Verdict::Pass => self.stats.passed += 1,
@@ -554,8 +586,8 @@ impl Cx<'_> {
         let tuple = p.tuple();
         let now = self.now;
         let steady = p.ip.protocol == UDP || !(p.tcp.syn || p.tcp.fin || p.tcp.rst);
-        if steady && let Some((conn, dir)) = self.cache.get(&tuple, now) {
-            return self.forward_conn(frame, &p, &conn, dir);
+        if steady && let Some(&plan) = self.cache.get(&tuple, now) {
+            return self.apply(frame, &p.ip, p.frag_key(), &plan);
         }
         let (shared, snap) = (self.shared, self.snap);
         let mut expired = None;
@@ -586,14 +618,16 @@ impl Cx<'_> {
         match hit {
             Some((conn, dir, old)) => {
                 shared.conn_changed(conn.dest, old, conn.state());
+                let plan = self.plan(&conn, dir)?;
                 if steady {
-                    self.cache.put(&tuple, &conn, dir, now);
+                    self.cache
+                        .put(&tuple, &plan, conn.state(), now, conn.expires);
                 }
-                self.forward_conn(frame, &p, &conn, dir)
+                self.apply(frame, &p.ip, p.frag_key(), &plan)
             }
             None => {
                 let mark = self.mark_rules(iface, &p)?;
-                self.new_flow(frame, &p, mark)
+                self.new_flow(frame, &p, mark, steady)
             }
         }
     }
@@ -619,8 +653,9 @@ impl Cx<'_> {
         }
     }
 
-    /// A packet of no known connection: find its service and place it.
-    fn new_flow(&mut self, frame: &mut [u8], p: &Parsed, mark: u32) -> Step<Verdict> {
+    /// A packet of no known connection: find its service and place it (and, for a
+    /// `steady` packet — UDP — cache the plan for the packets that follow).
+    fn new_flow(&mut self, frame: &mut [u8], p: &Parsed, mark: u32, steady: bool) -> Step<Verdict> {
         let (shared, snap, now) = (self.shared, self.snap, self.now);
         let v6 = p.ip.v6;
         let Some(svc) = snap
@@ -721,59 +756,63 @@ impl Cx<'_> {
         if let Some(g) = evicted {
             shared.conn_gone(&snap.services, &g);
         }
-        self.forward_conn(frame, p, &conn, Direction::Original)
+        let plan = self.plan(&conn, Direction::Original)?;
+        if steady {
+            self.cache
+                .put(&p.tuple(), &plan, conn.state(), now, conn.expires);
+        }
+        self.apply(frame, &p.ip, p.frag_key(), &plan)
     }
 
-    /// Rewrite and route a packet of a known connection.
-    fn forward_conn(
+    /// How packets travelling `dir` on connection `c` leave (fails when the next hop
+    /// is unknown or the real server is gone).
+    fn plan(&mut self, c: &Conn, dir: Direction) -> Step<Plan> {
+        let hop = self.hop(dir, c.dest, &c.client, c.is_v6())?;
+        let (arriving, nat) = match dir {
+            Direction::Original => (c.original_tuple(), (End::Dst, c.daddr, c.dport)),
+            Direction::Reply => (c.reply_tuple(), (End::Src, c.vaddr, c.vport)),
+        };
+        let mut macs = [0; 12];
+        macs[..6].copy_from_slice(&hop.mac);
+        macs[6..].copy_from_slice(&self.snap.net.iface_mac(hop.iface));
+        Ok(Plan {
+            dest: c.dest,
+            dir,
+            iface: hop.iface,
+            macs,
+            rewrite: Rewrite::new(&arriving, c.is_nat().then_some(nat)),
+        })
+    }
+
+    /// Rewrite a packet of a known connection by its plan and send it on; a first
+    /// fragment (`frag`) leaves the way for its followers.
+    #[inline]
+    fn apply(
         &mut self,
         frame: &mut [u8],
-        p: &Parsed,
-        c: &Conn,
-        dir: Direction,
+        ip: &IpInfo,
+        frag: Option<FragKey>,
+        plan: &Plan,
     ) -> Step<Verdict> {
-        let hop = self.hop(dir, c.dest, &c.client, c.is_v6())?;
-        let partial = rewrite::has_partial_checksum(frame, &p.ip);
-        if partial {
+        if plan.rewrite.apply(frame, ip).map_err(Verdict::Drop)? {
             self.stats.checksum_completed += 1;
         }
-        if !c.is_nat() {
-            // DR leaves L3/L4 alone, but a partial checksum (veth/virtio tx
-            // offload of the sender) must not reach the wire as it is.
-            if partial {
-                rewrite::complete_checksum(frame, &p.ip);
-            }
-        } else {
-            rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
-            match dir {
-                Direction::Original => {
-                    rewrite::rewrite_end(frame, &p.ip, End::Dst, &c.daddr, Some(c.dport), partial)
-                }
-                Direction::Reply => {
-                    rewrite::rewrite_end(frame, &p.ip, End::Src, &c.vaddr, Some(c.vport), partial)
-                }
-            }
-        }
-        rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
-        if let Some(key) = p.frag_key() {
-            let addr = if dir == Direction::Original {
-                c.daddr
-            } else {
-                c.vaddr
-            };
+        frame[..12].copy_from_slice(&plan.macs);
+        if let Some(key) = frag {
+            let nat = plan.rewrite.nat;
             let route = FragRoute {
-                dest: c.dest,
-                direction: dir,
-                nat: c.is_nat(),
-                addr,
+                dest: plan.dest,
+                direction: plan.dir,
+                nat: nat.is_some(),
+                addr: nat.map(|n| n.addr).unwrap_or_default(),
                 expires: self.now.after_ms(FRAGMENT_TIMEOUT_MS),
             };
             self.shared
                 .frags
                 .with_shard(&key, |s| s.insert(key, route, self.now, |_, _| {}));
         }
-        if let Some(t) = self.stats.dests.get_mut(c.dest.0 as usize) {
-            if dir == Direction::Original {
+        if let Some(t) = self.stats.dests.get_mut(plan.dest.0 as usize) {
+            if plan.dir == Direction::Original {
                 t.in_packets += 1;
                 t.in_bytes += self.len;
             } else {
@@ -781,7 +820,7 @@ impl Cx<'_> {
                 t.out_bytes += self.len;
             }
         }
-        Ok(Verdict::Forward { iface: hop.iface })
+        Ok(Verdict::Forward { iface: plan.iface })
     }
 
     /// A non-first fragment: follow its first fragment, or drop.
@@ -804,7 +843,7 @@ impl Cx<'_> {
             } else {
                 End::Src
             };
-            rewrite::rewrite_end(frame, &p.ip, end, &r.addr, None, false);
+            rewrite::rewrite_end(frame, &p.ip, end, &r.addr, None);
         }
         rewrite::set_macs(frame, self.snap.net.iface_mac(hop.iface), hop.mac);
         self.stats.fragments_forwarded += 1;

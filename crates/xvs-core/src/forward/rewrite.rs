@@ -13,6 +13,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::addr::AddrBytes;
+use crate::conntrack::Tuple;
 use crate::forward::verdict::DropReason;
 use crate::wire::checksum;
 use crate::wire::ip_proto::{TCP, UDP};
@@ -95,25 +96,6 @@ pub(crate) fn addrs_v6(frame: &[u8], ip: &IpInfo) -> (Ipv6Addr, Ipv6Addr) {
     (get(addr_range(ip, End::Src)), get(addr_range(ip, End::Dst)))
 }
 
-/// True when the frame's TCP/UDP checksum is the partial (offload) form.
-#[inline]
-pub(crate) fn has_partial_checksum(frame: &[u8], ip: &IpInfo) -> bool {
-    let Some(off) = l4_check_offset(ip.protocol) else {
-        return false;
-    };
-    if ip.fragment || !ip.has_l4 || ip.l4_len < off + 2 {
-        return false;
-    }
-    let check = rd16(frame, ip.l4 + off);
-    if ip.v6 {
-        let (src, dst) = addrs_v6(frame, ip);
-        checksum::is_partial_v6(check, &src, &dst, ip.protocol, ip.l4_len as u32)
-    } else {
-        let (src, dst) = addrs_v4(frame, ip);
-        checksum::is_partial_v4(check, src, dst, ip.protocol, ip.l4_len as u16)
-    }
-}
-
 /// Compute the TCP/UDP checksum of the frame in full.
 pub(crate) fn complete_checksum(frame: &mut [u8], ip: &IpInfo) {
     let Some(off) = l4_check_offset(ip.protocol) else {
@@ -151,16 +133,14 @@ pub(crate) fn decrement_ttl(frame: &mut [u8], ip: &IpInfo) -> Result<(), DropRea
 
 /// Replace the address (and, when `port` is given and the L4 header is present, the
 /// port) at `end`, updating the IPv4 header checksum and the TCP/UDP checksum
-/// incrementally. `partial` comes from [`has_partial_checksum`] *before* the rewrite:
-/// then the L4 checksum is computed in full afterwards instead.
-#[inline]
+/// incrementally (fragments and the packets inside ICMP errors; the packets of
+/// connections go through [`Rewrite`]).
 pub(crate) fn rewrite_end(
     frame: &mut [u8],
     ip: &IpInfo,
     end: End,
     addr: &AddrBytes,
     port: Option<u16>,
-    partial: bool,
 ) {
     let range = addr_range(ip, end);
     let width = range.len();
@@ -198,10 +178,6 @@ pub(crate) fn rewrite_end(
     if ip.l4_len < off + 2 {
         return; // The checksum field is not present (e.g. inside a short ICMP error).
     }
-    if partial {
-        complete_checksum(frame, ip);
-        return;
-    }
     let at = ip.l4 + off;
     let mut c = rd16(frame, at);
     if ip.protocol == UDP && c == 0 && !ip.v6 {
@@ -217,6 +193,133 @@ pub(crate) fn rewrite_end(
         c = 0xffff;
     }
     wr16(frame, at, c);
+}
+
+/// The rewrite of the packets travelling one direction of a connection, with its
+/// checksum work done once (RFC 1624 eqn. 3 with the sums of the old and new words
+/// precomputed): per packet, a NAT rewrite is a few stores and two one's-complement
+/// additions. Valid only for packets of the tuple it was made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    /// NAT: what changes; `None` for DR (the frame's L3/L4 stay as they are).
+    pub nat: Option<NatEdit>,
+    /// Pseudo-header sum (addresses, protocol; no length) of the packets as they
+    /// arrive: a TCP/UDP checksum equal to it plus the length is a partial one.
+    pseudo: u32,
+}
+
+/// The NAT part of a [`Rewrite`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NatEdit {
+    /// Which end changes.
+    pub end: End,
+    /// The new address of that end.
+    pub addr: AddrBytes,
+    /// The new port of that end.
+    pub port: u16,
+    /// Added to the IPv4 header checksum: the address change and the TTL decrement.
+    ip_delta: u16,
+    /// Added to the TCP/UDP checksum: the address (pseudo-header) and port change.
+    l4_delta: u16,
+}
+
+/// `!check + delta`, complemented: RFC 1624 eqn. 3 with the sum of the changes
+/// already made.
+#[inline]
+fn adjust(check: u16, delta: u16) -> u16 {
+    !checksum::fold(u32::from(!check) + u32::from(delta))
+}
+
+impl Rewrite {
+    /// The rewrite of packets with tuple `arriving`: `nat` gives the end that changes
+    /// and its new address and port (`None`: DR).
+    pub fn new(arriving: &Tuple, nat: Option<(End, AddrBytes, u16)>) -> Rewrite {
+        let width = if arriving.v6 { 16 } else { 4 };
+        let words = |a: &AddrBytes| checksum::sum(&a[..width]);
+        let pseudo = checksum::combine(
+            checksum::combine(words(&arriving.src), words(&arriving.dst)),
+            u32::from(arriving.protocol),
+        );
+        let nat = nat.map(|(end, addr, port)| {
+            let (old_addr, old_port) = match end {
+                End::Src => (&arriving.src, arriving.sport),
+                End::Dst => (&arriving.dst, arriving.dport),
+            };
+            // Σ ~old + Σ new over the changed words.
+            let addr_change =
+                checksum::combine(u32::from(!checksum::fold(words(old_addr))), words(&addr));
+            let port_change = u32::from(!old_port) + u32::from(port);
+            // TTL −1: the word (TTL, protocol) loses 0x100, i.e. ~m + m' = 0xfeff.
+            let ttl_change = 0xfeff;
+            NatEdit {
+                end,
+                addr,
+                port,
+                ip_delta: checksum::fold(checksum::combine(addr_change, ttl_change)),
+                l4_delta: checksum::fold(checksum::combine(addr_change, port_change)),
+            }
+        });
+        Rewrite { nat, pseudo }
+    }
+
+    /// True when the frame's TCP/UDP checksum is the partial (offload) form.
+    #[inline]
+    fn partial(&self, frame: &[u8], ip: &IpInfo) -> bool {
+        match l4_check_offset(ip.protocol) {
+            Some(off) if !ip.fragment && ip.has_l4 && ip.l4_len >= off + 2 => {
+                let len = ip.l4_len as u32;
+                let expect = checksum::combine(self.pseudo, (len >> 16) + (len & 0xffff));
+                rd16(frame, ip.l4 + off) == checksum::fold(expect)
+            }
+            _ => false,
+        }
+    }
+
+    /// Rewrite a packet of the tuple this rewrite was made for: NAT (TTL, address,
+    /// port, checksums), and for NAT and DR a partial checksum completed. Returns
+    /// whether a partial checksum was completed.
+    #[inline]
+    pub fn apply(&self, frame: &mut [u8], ip: &IpInfo) -> Result<bool, DropReason> {
+        let partial = self.partial(frame, ip);
+        if let Some(n) = &self.nat {
+            let ttl_at = ip.l3 + if ip.v6 { 7 } else { 8 };
+            let ttl = frame[ttl_at];
+            if ttl <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            frame[ttl_at] = ttl - 1;
+            let range = addr_range(ip, n.end);
+            let width = range.len();
+            frame[range].copy_from_slice(&n.addr[..width]);
+            if !ip.v6 {
+                let c = adjust(rd16(frame, ip.l3 + 10), n.ip_delta);
+                wr16(frame, ip.l3 + 10, c);
+            }
+            if ip.has_l4 {
+                wr16(frame, ip.l4 + if n.end == End::Src { 0 } else { 2 }, n.port);
+                match l4_check_offset(ip.protocol) {
+                    Some(off) if !partial && ip.l4_len >= off + 2 => {
+                        let c = rd16(frame, ip.l4 + off);
+                        // IPv4 UDP without checksum stays without.
+                        if !(ip.protocol == UDP && c == 0 && !ip.v6) {
+                            let c = adjust(c, n.l4_delta);
+                            let c = if ip.protocol == UDP && c == 0 {
+                                0xffff
+                            } else {
+                                c
+                            };
+                            wr16(frame, ip.l4 + off, c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if partial {
+            complete_checksum(frame, ip);
+        }
+        Ok(partial)
+    }
 }
 
 /// Set the Ethernet source and destination MACs.

@@ -38,9 +38,10 @@ use xvs_pktgen::program::bucket_value;
 use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
 
 const USAGE: &str =
-    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--xvs PATH] [--no-append] [--force]
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
-  nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md";
+  nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md
+  --rows picks some of the rows (a) to (e); (a) is always measured (the others' reference)";
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -66,6 +67,16 @@ impl Variant {
         Variant::XvsAfPacket,
     ];
 
+    fn letter(self) -> char {
+        match self {
+            Variant::Bare => 'a',
+            Variant::XvsNat => 'b',
+            Variant::XvsDr => 'c',
+            Variant::Nftables => 'd',
+            Variant::XvsAfPacket => 'e',
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Variant::Bare => "(a) bare AF_XDP forwarder",
@@ -82,6 +93,7 @@ struct Options {
     seconds: f64,
     size: usize,
     flows: Vec<u32>,
+    rows: Vec<Variant>,
     xvs: PathBuf,
     append: bool,
     force: bool,
@@ -115,6 +127,7 @@ fn parse_args() -> Result<Options> {
         size: 64,
         // 64k flows: every source port but 0.
         flows: vec![1024, 65535],
+        rows: Variant::ALL.to_vec(),
         xvs: std::env::current_exe()?
             .parent()
             .map(|d| d.join("xvs"))
@@ -137,6 +150,16 @@ fn parse_args() -> Result<Options> {
                     .split(',')
                     .map(|f| f.parse().context("--flows"))
                     .collect::<Result<_>>()?
+            }
+            "--rows" => {
+                let picked = val()?;
+                if let Some(c) = picked.chars().find(|&c| !"abcde".contains(c)) {
+                    bail!("--rows: no row {c:?} (rows are a to e)\n{USAGE}");
+                }
+                o.rows = Variant::ALL
+                    .into_iter()
+                    .filter(|v| *v == Variant::Bare || picked.contains(v.letter()))
+                    .collect();
             }
             "--xvs" => o.xvs = PathBuf::from(val()?),
             "--no-append" => o.append = false,
@@ -221,6 +244,9 @@ fn run() -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
+    // Everything but the forwarder under test stays on cpu 0 (reading the sink's
+    // maps between phases included); threads and children inherit this.
+    core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let lab = Lab::build()?;
     // Kernel features: native XDP on veth (the sink) and live frames (Linux ≥ 5.18).
     drop(
@@ -236,7 +262,7 @@ fn run() -> Result<()> {
     for &flows in &o.flows {
         let sink = lab.sink(flows.max(1024))?;
         let mut bare_rate = None;
-        for variant in Variant::ALL {
+        for &variant in &o.rows {
             if stop.load(Ordering::Relaxed) {
                 bail!("interrupted; the lab is torn down");
             }
@@ -358,7 +384,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.\n",
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.\n",
         o.seconds,
         o.size,
         o.flows
@@ -366,6 +392,14 @@ fn render(o: &Options, rows: &[Row]) -> String {
             .map(u32::to_string)
             .collect::<Vec<_>>()
             .join(","),
+        if o.rows.len() == Variant::ALL.len() {
+            String::new()
+        } else {
+            format!(
+                " --rows {}",
+                o.rows.iter().map(|v| v.letter()).collect::<String>()
+            )
+        },
         o.size
     );
     let _ = writeln!(
@@ -395,17 +429,25 @@ fn render(o: &Options, rows: &[Row]) -> String {
         let get = |v: Variant| {
             rows.iter()
                 .find(|r| r.flows == flows && r.variant == v)
-                .map_or(0.0, |r| r.delivered_mpps)
+                .map(|r| r.delivered_mpps.max(f64::MIN_POSITIVE))
         };
-        let bare = get(Variant::Bare).max(f64::MIN_POSITIVE);
-        let nft = get(Variant::Nftables).max(f64::MIN_POSITIVE);
+        let ratio = |a: Variant, b: Variant| match (get(a), get(b)) {
+            (Some(x), Some(y)) => format!("{:.2}", x / y),
+            _ => "—".to_owned(),
+        };
+        let (nat, dr, bare, nft) = (
+            Variant::XvsNat,
+            Variant::XvsDr,
+            Variant::Bare,
+            Variant::Nftables,
+        );
         let _ = writeln!(
             t,
-            "\n{flows} flows: NAT / bare = {:.2}, DR / bare = {:.2} (target ≥ 0.9); NAT / nftables = {:.2}, DR / nftables = {:.2} (target ≥ {})",
-            get(Variant::XvsNat) / bare,
-            get(Variant::XvsDr) / bare,
-            get(Variant::XvsNat) / nft,
-            get(Variant::XvsDr) / nft,
+            "\n{flows} flows: NAT / bare = {}, DR / bare = {} (target ≥ 0.9); NAT / nftables = {}, DR / nftables = {} (target ≥ {})",
+            ratio(nat, bare),
+            ratio(dr, bare),
+            ratio(nat, nft),
+            ratio(dr, nft),
             if flows >= 65535 { "1.5" } else { "1.25" }
         );
     }
@@ -610,7 +652,7 @@ impl Lab {
                     String::new()
                 };
                 let config = format!(
-                    "director:\n  interfaces: [ext, int]\n  {io}\n  cores: [1]\n  control_socket: {sock}\n  tables: {{connections: 262144, persistence: 1024, shards: 64}}\nservices:\n  - name: bench\n    protocol: udp\n    vip: {VIP}\n    port: {PORT}\n    scheduler: rr\n    method: {method}\n    real_servers:\n      - {{address: {}{port}}}\n      - {{address: {}{port}}}\n",
+                    "director:\n  interfaces: [ext, int]\n  {io}\n  cores: [1]\n  control_socket: {sock}\n  tables: {{connections: 262144, persistence: 1024, shards: 64, flow_cache: 262144}}\nservices:\n  - name: bench\n    protocol: udp\n    vip: {VIP}\n    port: {PORT}\n    scheduler: rr\n    method: {method}\n    real_servers:\n      - {{address: {}{port}}}\n      - {{address: {}{port}}}\n",
                     SERVERS[0],
                     SERVERS[1],
                     sock = self.dir.join("xvs.sock").display(),
