@@ -35,4 +35,4 @@ pub mod table;
 pub mod time;
 pub mod wire;
 
-pub use forward::{Director, DropReason, Shared, Snapshot, TableSizes, Verdict};
+pub use forward::{Director, DropReason, Prefetch, Shared, Snapshot, TableSizes, Verdict};

@@ -51,17 +51,45 @@ impl std::ops::Add for PortStats {
     }
 }
 
+/// What a worker does with the frames of one poll. `decide(port, frame)` says
+/// where each goes (and may rewrite it in place); `look(port, frame)` is shown
+/// every frame of a port's rx batch before the first of them is decided — a
+/// chance to prefetch what deciding will touch (backends that hand frames over
+/// one at a time skip it). A closure `FnMut(port, frame) -> Fate` is a `Decide`.
+pub trait Decide {
+    /// A first look at a frame about to be decided (default: nothing).
+    #[inline]
+    fn look(&mut self, _port: usize, _frame: &[u8]) {}
+
+    /// Where the frame goes.
+    fn decide(&mut self, port: usize, frame: &mut [u8]) -> Fate;
+}
+
+impl<F: FnMut(usize, &mut [u8]) -> Fate> Decide for F {
+    #[inline]
+    fn decide(&mut self, port: usize, frame: &mut [u8]) -> Fate {
+        self(port, frame)
+    }
+}
+
 /// One worker's packet I/O over all of the director's interfaces.
 pub trait FrameIo {
     /// The backend's error.
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Receives up to `max` frames from each port, asks `decide(port, frame)`
-    /// (which may rewrite the frame in place) where each goes, queues them for
-    /// tx and pushes tx. Returns how many frames were received. Never blocks.
+    /// Receives up to `max` frames from each port, asks `d` where each goes
+    /// ([`Decide`]), queues them for tx and pushes tx. Returns how many frames
+    /// were received. Never blocks.
+    fn poll_with<D: Decide>(&mut self, max: usize, d: D) -> Result<usize, Self::Error>;
+
+    /// [`FrameIo::poll_with`] with a closure `decide(port, frame) -> Fate`.
+    #[inline]
     fn poll<F>(&mut self, max: usize, decide: F) -> Result<usize, Self::Error>
     where
-        F: FnMut(usize, &mut [u8]) -> Fate;
+        F: FnMut(usize, &mut [u8]) -> Fate,
+    {
+        self.poll_with(max, decide)
+    }
 
     /// Waits up to `timeout_ms` for any port to have received frames.
     fn wait(&self, timeout_ms: i32) -> Result<bool, Self::Error>;

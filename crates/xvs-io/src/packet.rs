@@ -40,7 +40,7 @@
 use std::io;
 use std::time::Instant;
 
-use crate::frames::{Fate, FrameIo, PortStats};
+use crate::frames::{Decide, Fate, FrameIo, PortStats};
 use crate::sys::tpacket::{self, Fanout, RingConfig, RxRing, SEND_BATCH, TpacketSocket};
 
 /// An AF_PACKET backend error; names the interface and the operation.
@@ -273,10 +273,7 @@ impl PacketPortSet {
 impl FrameIo for PacketPortSet {
     type Error = PacketError;
 
-    fn poll<F>(&mut self, max: usize, mut decide: F) -> Result<usize, PacketError>
-    where
-        F: FnMut(usize, &mut [u8]) -> Fate,
-    {
+    fn poll_with<D: Decide>(&mut self, max: usize, mut d: D) -> Result<usize, PacketError> {
         let PacketPortSet {
             names,
             socks,
@@ -300,7 +297,7 @@ impl FrameIo for PacketPortSet {
                 if meta.vlan_restored {
                     extra.vlan_restored += 1;
                 }
-                let Fate::Out(j) = decide(i, frame) else {
+                let Fate::Out(j) = d.decide(i, frame) else {
                     return;
                 };
                 let Some(tx) = txs.get_mut(j) else {

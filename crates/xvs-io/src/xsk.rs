@@ -27,7 +27,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use crate::frames::{Fate, FrameIo, PortStats};
+use crate::frames::{Decide, Fate, FrameIo, PortStats};
 pub use crate::sys::xsk::{FrameCensus, UmemFrame, XskConfig, XskError};
 use crate::sys::xsk::{XskSet, XskSocket};
 
@@ -283,20 +283,21 @@ impl FrameIo for PortSet {
         }
     }
 
-    /// Receives up to `max` frames from each port, asks `decide(port, frame)`
-    /// (which may rewrite the frame in place) where each goes, queues it on its
-    /// out port's tx ring (the same chunk, whichever port), pushes tx, reaps
-    /// completions and refills. Returns how many frames were received.
-    fn poll<F>(&mut self, max: usize, mut decide: F) -> Result<usize, XskError>
-    where
-        F: FnMut(usize, &mut [u8]) -> Fate,
-    {
+    /// Receives up to `max` frames from each port, shows `d` the whole batch
+    /// ([`Decide::look`]), then asks it where each frame goes (it may rewrite the
+    /// frame in place), queues it on its out port's tx ring (the same chunk,
+    /// whichever port), pushes tx, reaps completions and refills. Returns how
+    /// many frames were received.
+    fn poll_with<D: Decide>(&mut self, max: usize, mut d: D) -> Result<usize, XskError> {
         let mut received = 0;
         for i in 0..self.len() {
             let mut batch = std::mem::take(&mut self.batch);
             received += self.set.rx(i, max, &mut batch);
+            for frame in &batch {
+                d.look(i, self.set.data(frame));
+            }
             for frame in batch.drain(..) {
-                match decide(i, self.set.data_mut(&frame)) {
+                match d.decide(i, self.set.data_mut(&frame)) {
                     Fate::Out(j) => match self.pending.get_mut(j) {
                         Some(q) if q.len() < self.pending_max => {
                             self.stats.tx += 1;

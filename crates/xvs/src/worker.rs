@@ -21,8 +21,8 @@ use anyhow::{Context, Result};
 use xvs_core::classify::IfaceId;
 use xvs_core::forward::{Snapshot, WorkerStats};
 use xvs_core::time::Time;
-use xvs_core::{Director, Verdict};
-use xvs_io::frames::{Fate, FrameIo, PortStats};
+use xvs_core::{Director, Prefetch, Verdict};
+use xvs_io::frames::{Decide, Fate, FrameIo, PortStats};
 
 /// Frames taken from each port per round.
 pub const BATCH: usize = 64;
@@ -136,6 +136,37 @@ pub struct Worker<P> {
     pub links: Links,
 }
 
+/// A batch's decisions: the engine, at the batch's time.
+struct Decisions<'a> {
+    director: &'a mut Director,
+    now: Time,
+}
+
+/// The CPU's prefetch hint, for the engine.
+struct CpuPrefetch;
+
+impl Prefetch for CpuPrefetch {
+    #[inline]
+    fn prefetch<T>(&self, value: &T) {
+        xvs_io::sys::prefetch(value);
+    }
+}
+
+impl Decide for Decisions<'_> {
+    #[inline]
+    fn look(&mut self, _port: usize, frame: &[u8]) {
+        self.director.prefetch(frame, &CpuPrefetch);
+    }
+
+    #[inline]
+    fn decide(&mut self, port: usize, frame: &mut [u8]) -> Fate {
+        match self.director.process(IfaceId(port as u16), self.now, frame) {
+            Verdict::Forward { iface } => Fate::Out(iface.0 as usize),
+            Verdict::Pass | Verdict::Drop(_) => Fate::Drop,
+        }
+    }
+}
+
 impl<P: FrameIo> Worker<P> {
     /// The loop; returns when `stop` is set (after draining tx) or on an I/O error.
     pub fn run(mut self) -> Result<()> {
@@ -161,15 +192,13 @@ impl<P: FrameIo> Worker<P> {
             }
             let wall = Instant::now();
             let now = Time::from_millis(wall.duration_since(self.links.epoch).as_millis() as u64);
-            let director = &mut self.director;
+            let decisions = Decisions {
+                director: &mut self.director,
+                now,
+            };
             let received = self
                 .ports
-                .poll(BATCH, |port, frame| {
-                    match director.process(IfaceId(port as u16), now, frame) {
-                        Verdict::Forward { iface } => Fate::Out(iface.0 as usize),
-                        Verdict::Pass | Verdict::Drop(_) => Fate::Drop,
-                    }
-                })
+                .poll_with(BATCH, decisions)
                 .with_context(|| format!("worker {}: packet I/O", self.id))?;
             if received == 0 {
                 idle_rounds = idle_rounds.saturating_add(1);

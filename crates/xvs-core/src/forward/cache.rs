@@ -20,7 +20,7 @@
 
 use std::hash::BuildHasher;
 
-use super::Plan;
+use super::{Plan, Prefetch};
 use crate::conntrack::{ConnState, Tuple};
 use crate::table::TableHasher;
 use crate::time::Time;
@@ -65,6 +65,12 @@ impl FlowCache {
     #[inline]
     fn set(&self, t: &Tuple) -> usize {
         self.hasher.hash_one(t) as usize & self.mask
+    }
+
+    /// Show `p` the set of tuple `t` (to start loading it into the CPU cache).
+    #[inline]
+    pub(crate) fn prefetch(&self, t: &Tuple, p: &impl Prefetch) {
+        p.prefetch(&self.sets[self.set(t)]);
     }
 
     /// The plan for tuple `t`, if cached and fresh.

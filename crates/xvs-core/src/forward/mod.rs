@@ -52,6 +52,13 @@ pub use verdict::{DropReason, Verdict};
 /// How long a first fragment is remembered for its followers.
 pub const FRAGMENT_TIMEOUT_MS: u32 = 30_000;
 
+/// Something that can start loading memory into the CPU cache ahead of its use —
+/// the I/O layer's prefetch instruction (this crate has no `unsafe`).
+pub trait Prefetch {
+    /// Start loading the memory of `value`.
+    fn prefetch<T>(&self, value: &T);
+}
+
 /// Sizes of the shared tables (fixed at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSizes {
@@ -506,6 +513,16 @@ impl Director {
     /// each table. Returns the number of entries removed.
     pub fn maintain(&mut self, now: Time, budget: usize) -> usize {
         self.shared.maintain(&self.snap.services, now, budget)
+    }
+
+    /// A first look at a frame about to be decided: for a steady packet, `p` is
+    /// shown the flow-cache entries it will read (called for a whole rx batch
+    /// before deciding it, so that the cache misses of many flows overlap).
+    #[inline]
+    pub fn prefetch(&self, frame: &[u8], p: &impl Prefetch) {
+        if let Some((tuple, _)) = fast::steady(frame) {
+            self.cache.prefetch(&tuple, p);
+        }
     }
 
     /// Decide a batch: `verdicts[i]` for `frames[i]` (frames rewritten in place).

@@ -38,10 +38,11 @@ use xvs_pktgen::program::bucket_value;
 use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
 
 const USAGE: &str =
-    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--xvs PATH] [--no-append] [--force]
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
   nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md
-  --rows picks some of the rows (a) to (e); (a) is always measured (the others' reference)";
+  --rows picks some of the rows (a) to (e); (a) is always measured (the others' reference)
+  --repeat N measures every row N times, rounds interleaved, and reports each figure's median";
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -94,6 +95,7 @@ struct Options {
     size: usize,
     flows: Vec<u32>,
     rows: Vec<Variant>,
+    repeat: usize,
     xvs: PathBuf,
     append: bool,
     force: bool,
@@ -128,6 +130,7 @@ fn parse_args() -> Result<Options> {
         // 64k flows: every source port but 0.
         flows: vec![1024, 65535],
         rows: Variant::ALL.to_vec(),
+        repeat: 1,
         xvs: std::env::current_exe()?
             .parent()
             .map(|d| d.join("xvs"))
@@ -161,6 +164,7 @@ fn parse_args() -> Result<Options> {
                     .filter(|v| *v == Variant::Bare || picked.contains(v.letter()))
                     .collect();
             }
+            "--repeat" => o.repeat = val()?.parse().context("--repeat")?,
             "--xvs" => o.xvs = PathBuf::from(val()?),
             "--no-append" => o.append = false,
             "--force" => o.force = true,
@@ -173,6 +177,9 @@ fn parse_args() -> Result<Options> {
     }
     if !(0.5..=60.0).contains(&o.seconds) {
         bail!("--seconds must be within 0.5..=60");
+    }
+    if !(1..=9).contains(&o.repeat) {
+        bail!("--repeat must be within 1..=9");
     }
     Ok(o)
 }
@@ -261,23 +268,33 @@ fn run() -> Result<()> {
     let mut rows = Vec::new();
     for &flows in &o.flows {
         let sink = lab.sink(flows.max(1024))?;
-        let mut bare_rate = None;
-        for &variant in &o.rows {
-            if stop.load(Ordering::Relaxed) {
-                bail!("interrupted; the lab is torn down");
+        let mut rounds: Vec<Vec<Row>> = Vec::new();
+        for round in 1..=o.repeat {
+            let mut bare_rate = None;
+            let mut measured = Vec::new();
+            for &variant in &o.rows {
+                if stop.load(Ordering::Relaxed) {
+                    bail!("interrupted; the lab is torn down");
+                }
+                eprintln!(
+                    "measuring {} with {flows} flows (round {round} of {}) ...",
+                    variant.label(),
+                    o.repeat
+                );
+                let row = measure(&lab, &o, &sink, variant, flows, bare_rate, &stop)
+                    .with_context(|| format!("{} with {flows} flows", variant.label()))?;
+                if variant == Variant::Bare {
+                    bare_rate = Some(row.delivered_mpps);
+                }
+                eprintln!(
+                    "  {:.3} Mpps delivered (offered {:.2}), loss at 80 % {:.2} %, p50 {:.1} µs, p99 {:.1} µs",
+                    row.delivered_mpps, row.offered_mpps, row.loss_at_80, row.p50_us, row.p99_us
+                );
+                measured.push(row);
             }
-            eprintln!("measuring {} with {flows} flows ...", variant.label());
-            let row = measure(&lab, &o, &sink, variant, flows, bare_rate, &stop)
-                .with_context(|| format!("{} with {flows} flows", variant.label()))?;
-            if variant == Variant::Bare {
-                bare_rate = Some(row.delivered_mpps);
-            }
-            eprintln!(
-                "  {:.3} Mpps delivered (offered {:.2}), loss at 80 % {:.2} %, p50 {:.1} µs, p99 {:.1} µs",
-                row.delivered_mpps, row.offered_mpps, row.loss_at_80, row.p50_us, row.p99_us
-            );
-            rows.push(row);
+            rounds.push(measured);
         }
+        rows.extend((0..o.rows.len()).map(|i| median_row(rounds.iter().map(|r| r[i]))));
     }
     let table = render(&o, &rows);
     print!("{table}");
@@ -351,6 +368,24 @@ fn measure(
     })
 }
 
+/// Each figure's median over the rounds of one row (the upper one of an even count).
+fn median_row(rounds: impl Iterator<Item = Row>) -> Row {
+    let rounds: Vec<Row> = rounds.collect();
+    let median = |f: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Row {
+        offered_mpps: median(|r| r.offered_mpps),
+        delivered_mpps: median(|r| r.delivered_mpps),
+        loss_at_80: median(|r| r.loss_at_80),
+        p50_us: median(|r| r.p50_us),
+        p99_us: median(|r| r.p99_us),
+        ..rounds[0]
+    }
+}
+
 /// Quantile `q` of a bucket histogram, in ns (bucket midpoints).
 fn quantile(buckets: &[u64], q: f64) -> u64 {
     let total: u64 = buckets.iter().sum();
@@ -384,7 +419,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.\n",
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.{}\n",
         o.seconds,
         o.size,
         o.flows
@@ -399,8 +434,20 @@ fn render(o: &Options, rows: &[Row]) -> String {
                 " --rows {}",
                 o.rows.iter().map(|v| v.letter()).collect::<String>()
             )
+        } + &if o.repeat > 1 {
+            format!(" --repeat {}", o.repeat)
+        } else {
+            String::new()
         },
-        o.size
+        o.size,
+        if o.repeat > 1 {
+            format!(
+                " Every row measured {} times (rounds interleaved); each figure is the median.",
+                o.repeat
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         t,
