@@ -24,8 +24,9 @@ fn be16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
 }
 
-/// A steady packet's tuple and layout, or `None` for anything else.
-#[inline]
+/// A steady packet's tuple and layout, or `None` for anything else. Always inlined:
+/// an out-of-line call returns its 80-byte answer through memory (measured: +15 %).
+#[inline(always)]
 pub(super) fn steady(frame: &[u8]) -> Option<(Tuple, IpInfo)> {
     let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
     let (tuple, ip) = match ethertype {
