@@ -6,6 +6,9 @@
 //!   [`DropReason`]; no input makes this code panic (fuzzed, see `fuzz/`);
 //! - no heap allocation and no syscall per frame; the only locks are the shard locks of
 //!   the shared tables ([`Shared`]);
+//! - a steady packet of a connection whose plan sits in the worker's flow cache
+//!   (`cache`) is recognised by the fixed-offset reader (`fast`) and rewritten by
+//!   that plan, without the general parser or a shard lock; everything else:
 //! - order of decisions: an existing connection (from either direction) first; else
 //!   the mark rules (blocking, marks), then a new flow to a service (mark service,
 //!   exact, all-ports — IPVS order), through a persistence template or the scheduler.
