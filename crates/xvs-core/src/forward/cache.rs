@@ -8,6 +8,9 @@
 //! - only steady packets use it: TCP segments without SYN, FIN or RST on an
 //!   established connection, and UDP; anything that could change a connection's state
 //!   goes to the shared table, which stays the single source of truth;
+//! - a connection that leaves the established state (a FIN or RST, which always go
+//!   to the shared table) is forgotten at once by the worker that saw it, in both
+//!   directions; another worker's copy lives until its refresh time;
 //! - an entry is used until its refresh time — half the time the shared entry had
 //!   left when it was cached, at most [`MAX_REFRESH_MS`] — then the packet goes to
 //!   the shared table again, which re-arms the shared expiry and re-fills the cache:
@@ -115,6 +118,17 @@ impl FlowCache {
             plan: *plan,
             refresh,
         });
+    }
+
+    /// Forget tuple `t` (its connection left the states the cache serves).
+    #[inline]
+    pub(crate) fn forget(&mut self, t: &Tuple) {
+        let set = &mut self.sets[self.set(t)];
+        for way in set.iter_mut() {
+            if way.as_ref().is_some_and(|c| c.key == *t) {
+                *way = None;
+            }
+        }
     }
 
     /// Forget everything (new snapshot).

@@ -638,6 +638,12 @@ impl Cx<'_> {
         match hit {
             Some((conn, dir, old)) => {
                 shared.conn_changed(conn.dest, old, conn.state());
+                if old != conn.state() {
+                    // The packets that follow must see the new state (e.g. the last
+                    // ACK of a close), not a plan cached while it was established.
+                    self.cache.forget(&conn.original_tuple());
+                    self.cache.forget(&conn.reply_tuple());
+                }
                 let plan = self.plan(&conn, dir)?;
                 if steady {
                     self.cache

@@ -691,7 +691,7 @@ mod never_panics {
 }
 
 #[test]
-fn cached_flows_keep_the_shared_entry_alive() {
+fn cached_flows_keep_the_shared_entry_alive_until_a_fin() {
     let mut d = lab();
     let t = |flags| {
         from_client(FrameSpec::tcp(
@@ -727,11 +727,22 @@ fn cached_flows_keep_the_shared_entry_alive() {
     let mut state = None;
     d.shared().conns.for_each(|c| state = Some(c.state()));
     assert_eq!(state, Some(crate::conntrack::ConnState::FinWait));
+    // The ACK that follows is not served from the cache (the FIN took the flow out of
+    // it): the shared entry sees it and re-arms its timer for the state it is in.
+    let later = now.after_ms(5000);
+    assert_eq!(d.process(EXT, later, &mut t(ACK)), fwd(INT));
+    let mut seen = None;
+    d.shared().conns.for_each(|c| seen = Some((c.state(), c.expires)));
+    let (state, expires) = seen.expect("still tracked");
+    assert_eq!(
+        expires.remaining_ms(later),
+        crate::conntrack::Timeouts::default().for_state_ms(state)
+    );
     assert_eq!(
         d.shared().counters[10]
             .active
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );
-    assert_eq!(d.stats().dests[10].in_packets, 3003);
+    assert_eq!(d.stats().dests[10].in_packets, 3004);
 }
