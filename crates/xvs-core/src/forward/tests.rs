@@ -732,7 +732,9 @@ fn cached_flows_keep_the_shared_entry_alive_until_a_fin() {
     let later = now.after_ms(5000);
     assert_eq!(d.process(EXT, later, &mut t(ACK)), fwd(INT));
     let mut seen = None;
-    d.shared().conns.for_each(|c| seen = Some((c.state(), c.expires)));
+    d.shared()
+        .conns
+        .for_each(|c| seen = Some((c.state(), c.expires)));
     let (state, expires) = seen.expect("still tracked");
     assert_eq!(
         expires.remaining_ms(later),
