@@ -444,6 +444,18 @@ pub enum XdpAction {
 }
 
 impl XdpAction {
+    /// The return value a program gives for this action (`Other(v)`: `v`).
+    pub const fn retval(self) -> i32 {
+        match self {
+            XdpAction::Aborted => 0,
+            XdpAction::Drop => 1,
+            XdpAction::Pass => 2,
+            XdpAction::Tx => 3,
+            XdpAction::Redirect => 4,
+            XdpAction::Other(v) => v as i32,
+        }
+    }
+
     /// From a program's return value.
     pub fn from_retval(v: u32) -> Self {
         match v {
@@ -470,8 +482,8 @@ pub enum Fallback {
 impl Fallback {
     fn action(self) -> i32 {
         match self {
-            Fallback::Pass => 2,
-            Fallback::Drop => 1,
+            Fallback::Pass => XdpAction::Pass.retval(),
+            Fallback::Drop => XdpAction::Drop.retval(),
         }
     }
 }
@@ -495,8 +507,9 @@ pub struct ProgramMaps {
     pub xsks: i32,
 }
 
-/// A 16-bit constant as the program sees it after a `ldx_h` of network-order bytes.
-const fn be16(v: u16) -> i32 {
+/// A 16-bit constant as an XDP program sees it after a `ldx_h` of network-order
+/// bytes (for comparisons in hand-assembled programs, here and in the pktgen's).
+pub const fn be16(v: u16) -> i32 {
     u16::from_ne_bytes(v.to_be_bytes()) as i32
 }
 
@@ -507,9 +520,10 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPV4_HLEN: i32 = 20;
 const IPV6_HLEN: i32 = 40;
-/// `struct xdp_md` field offsets.
-const MD_DATA: i16 = 0;
-const MD_DATA_END: i16 = 4;
+/// `struct xdp_md` field offsets: `data`.
+pub const MD_DATA: i16 = 0;
+/// `struct xdp_md`: `data_end`.
+pub const MD_DATA_END: i16 = 4;
 const MD_RX_QUEUE_INDEX: i16 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -546,6 +546,26 @@ fn shared_umem_in_place_tx_drop_and_bad_port() {
     .expect("veth thread");
 }
 
+/// Sends `n` numbered frames on `xa` while nobody polls (in groups of 16, 2 ms
+/// apart), then reads the kernel's rx drops and polls (dropping) for 300 ms.
+/// Returns (frames received, frames the kernel dropped).
+fn burst_unpolled(ports: &mut PortSet, xa: &PacketSocket, n: usize) -> (usize, usize) {
+    for i in 0..n as u16 {
+        xa.send(&numbered(i)).expect("send on xa");
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let dropped = ports.stats().rx_dropped as usize;
+    let mut received = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        received += ports.poll(64, |_, _| Fate::Drop).expect("poll");
+    }
+    (received, dropped)
+}
+
 /// A UMEM smaller than the fill rings: the pool is split fairly between the
 /// two fill rings (a reserve kept for tx), a burst the fill ring cannot take
 /// shows up as kernel rx drops, and the frame count is conserved.
@@ -577,19 +597,7 @@ fn scarce_shared_umem_is_split_fairly_and_conserved() {
         // 200 frames while nobody polls: 48 fit (port 0's fill ring), the rest
         // are dropped by the kernel for lack of fill buffers.
         const N: usize = 200;
-        for i in 0..N as u16 {
-            xa.send(&numbered(i)).expect("send on xa");
-            if i % 16 == 15 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let dropped = ports.stats().rx_dropped;
-        let mut received = 0;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(300) {
-            received += ports.poll(64, |_, _| Fate::Drop).expect("poll");
-        }
+        let (received, dropped) = burst_unpolled(&mut ports, &xa, N);
         let st = ports.stats();
         eprintln!(
             "scarce: received {received}, rx_dropped {dropped}, then {st:?}, census {:?}, \
@@ -601,7 +609,7 @@ fn scarce_shared_umem_is_split_fairly_and_conserved() {
         assert_eq!(received, 48, "one fill ring's share");
         assert!(dropped > 0, "the kernel's drops show in rx_dropped");
         assert_eq!(
-            received + dropped as usize,
+            received + dropped,
             N,
             "every frame received or counted once as dropped (fill ring empty)"
         );
@@ -635,19 +643,7 @@ fn rx_ring_full_shows_in_rx_dropped() {
             ..
         } = two_pairs(cfg);
         const N: usize = 200;
-        for i in 0..N as u16 {
-            xa.send(&numbered(i)).expect("send on xa");
-            if i % 16 == 15 {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        let dropped = ports.stats().rx_dropped as usize;
-        let mut received = 0;
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(300) {
-            received += ports.poll(64, |_, _| Fate::Drop).expect("poll");
-        }
+        let (received, dropped) = burst_unpolled(&mut ports, &xa, N);
         eprintln!("rx ring full: received {received}, rx_dropped {dropped}");
         assert_eq!(received, 32, "an rx ring's worth");
         assert_eq!(received + dropped, N, "the rest counted once as dropped");

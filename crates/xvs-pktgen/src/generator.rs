@@ -113,6 +113,21 @@ pub struct GenReport {
     pub kernel_ns_per_frame: f64,
 }
 
+/// One line: frames, time, calls, rate and the kernel's time per frame.
+impl std::fmt::Display for GenReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} frames in {:.3} s ({} calls): {:.3} Mpps (kernel {:.1} ns/frame)",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.calls,
+            self.pps() / 1e6,
+            self.kernel_ns_per_frame
+        )
+    }
+}
+
 impl GenReport {
     /// Achieved rate in frames per second (wall clock).
     pub fn pps(&self) -> f64 {

@@ -192,14 +192,7 @@ fn gen_cmd(args: &[String]) -> Result<()> {
         batch_size,
     })?;
     let run = generator.run(rate.map_or(Pace::FlatOut, Pace::Rate), count, duration)?;
-    println!(
-        "sent {} frames in {:.3} s ({} calls): {:.3} Mpps (kernel {:.1} ns/frame)",
-        run.sent,
-        run.elapsed.as_secs_f64(),
-        run.calls,
-        run.pps() / 1e6,
-        run.kernel_ns_per_frame
-    );
+    println!("{run}");
     Ok(())
 }
 
@@ -315,14 +308,7 @@ fn selftest(a: SelftestArgs) -> Result<()> {
     } else {
         0.0
     };
-    println!(
-        "sent {} frames in {:.3} s ({} calls): {:.3} Mpps (kernel {:.1} ns/frame)",
-        run.sent,
-        run.elapsed.as_secs_f64(),
-        run.calls,
-        run.pps() / 1e6,
-        run.kernel_ns_per_frame
-    );
+    println!("{run}");
     println!(
         "delivered {} ({:.3} Mpps over the send time), lost {} ({:.3} %), passed {}, per destination {:?}",
         r.delivered,

@@ -42,7 +42,10 @@
 //! future, which should not happen with one monotonic clock), land in the last
 //! bucket, which [`bucket_value`] reports as overflow.
 
-use xvs_io::steer::{Asm, Insn, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, helper};
+use xvs_io::steer::{
+    Asm, Insn, MD_DATA, MD_DATA_END, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, XdpAction,
+    be16, helper,
+};
 
 use crate::frame::{ETH_LEN, L4_OFFSET, MAGIC, Proto};
 
@@ -59,20 +62,11 @@ pub const STAT_PASSED: u32 = 1;
 /// `stats` index: frames whose destination did not fit the `dests` table.
 pub const STAT_DEST_OVERFLOW: u32 = 2;
 
-const XDP_DROP: i32 = 1;
-const XDP_PASS: i32 = 2;
-const XDP_TX: i32 = 3;
+const XDP_DROP: i32 = XdpAction::Drop.retval();
+const XDP_PASS: i32 = XdpAction::Pass.retval();
+const XDP_TX: i32 = XdpAction::Tx.retval();
 /// `BPF_NOEXIST` for `bpf_map_update_elem`.
 const NOEXIST: i32 = 1;
-
-/// `struct xdp_md` offsets.
-const MD_DATA: i16 = 0;
-const MD_DATA_END: i16 = 4;
-
-/// A 16-bit constant as a `ldx_h` of its network-order bytes reads it.
-const fn be16(v: u16) -> i32 {
-    u16::from_ne_bytes(v.to_be_bytes()) as i32
-}
 
 const fn off(v: usize) -> i16 {
     v as i16

@@ -557,10 +557,11 @@ impl Director {
         };
         let verdict = match fast::steady(frame) {
             // A packet of an established connection in the flow cache.
-            Some((tuple, ip)) if let Some(&plan) = cx.cache.get(&tuple, now) => {
-                cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v)
-            }
-            _ => cx.decide(iface, frame),
+            Some((tuple, ip)) => match cx.cache.get(&tuple, now) {
+                Some(&plan) => cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v),
+                None => cx.decide(iface, frame, false),
+            },
+            None => cx.decide(iface, frame, true),
         };
         match verdict {
             Verdict::Forward { .. } => self.stats.forwarded += 1,
@@ -584,13 +585,15 @@ struct Cx<'a> {
 type Step<T> = Result<T, Verdict>;
 
 impl Cx<'_> {
-    fn decide(&mut self, iface: IfaceId, frame: &mut [u8]) -> Verdict {
-        match self.try_decide(iface, frame) {
+    /// The general path; `try_cache`: the flow cache was not consulted yet (the
+    /// fast path did not recognise the frame, e.g. VLAN-tagged or a first fragment).
+    fn decide(&mut self, iface: IfaceId, frame: &mut [u8], try_cache: bool) -> Verdict {
+        match self.try_decide(iface, frame, try_cache) {
             Ok(v) | Err(v) => v,
         }
     }
 
-    fn try_decide(&mut self, iface: IfaceId, frame: &mut [u8]) -> Step<Verdict> {
+    fn try_decide(&mut self, iface: IfaceId, frame: &mut [u8], try_cache: bool) -> Step<Verdict> {
         let p = parse(frame)?;
         if p.later_fragment {
             return self.forward_fragment(frame, &p);
@@ -606,7 +609,10 @@ impl Cx<'_> {
         let tuple = p.tuple();
         let now = self.now;
         let steady = p.ip.protocol == UDP || !(p.tcp.syn || p.tcp.fin || p.tcp.rst);
-        if steady && let Some(&plan) = self.cache.get(&tuple, now) {
+        if steady
+            && try_cache
+            && let Some(&plan) = self.cache.get(&tuple, now)
+        {
             return self.apply(frame, &p.ip, p.frag_key(), &plan);
         }
         let (shared, snap) = (self.shared, self.snap);

@@ -45,6 +45,10 @@ const USAGE: &str =
   --repeat N measures every row N times (default 3), rounds interleaved, and reports each
   figure's median (one round on a shared VM can be off by 30 %)";
 
+/// Rounds per row unless `--repeat` says otherwise (one round on a shared VM can be
+/// off by 30 %; the median of three is steadier).
+const DEFAULT_REPEAT: usize = 3;
+
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const SERVERS: [Ipv4Addr; 2] = [Ipv4Addr::new(198, 19, 0, 10), Ipv4Addr::new(198, 19, 0, 11)];
@@ -131,7 +135,7 @@ fn parse_args() -> Result<Options> {
         // 64k flows: every source port but 0.
         flows: vec![1024, 65535],
         rows: Variant::ALL.to_vec(),
-        repeat: 3,
+        repeat: DEFAULT_REPEAT,
         xvs: std::env::current_exe()?
             .parent()
             .map(|d| d.join("xvs"))
@@ -435,7 +439,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
                 " --rows {}",
                 o.rows.iter().map(|v| v.letter()).collect::<String>()
             )
-        } + &if o.repeat == 3 {
+        } + &if o.repeat == DEFAULT_REPEAT {
             String::new()
         } else {
             format!(" --repeat {}", o.repeat)
