@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use xvs_core::Prefetch;
 use xvs_core::addr::to_bytes;
 use xvs_core::conntrack::{Conn, ConnState, Tuple};
 use xvs_core::service::DestId;
@@ -66,4 +67,15 @@ pub fn scramble(mut x: u64) -> u64 {
     x ^= x >> 7;
     x ^= x << 17;
     x
+}
+
+/// The CPU's prefetch hint, as the workers pass it to the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuPrefetch;
+
+impl Prefetch for CpuPrefetch {
+    #[inline]
+    fn prefetch_addr(&self, addr: usize) {
+        xvs_io::sys::prefetch_addr(addr);
+    }
 }

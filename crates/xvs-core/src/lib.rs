@@ -11,7 +11,8 @@
 //! - [`sched`]: schedulers (rr, wrr, lc, wlc, sed, nq, sh, dh, mh, fo), built on the
 //!   control side, selected on the data path;
 //! - [`conntrack`] and [`persist`]: the shared, sharded, bounded connection and
-//!   persistence tables; [`table`] is their common bounded-table machinery;
+//!   persistence tables; [`table`] is their common bounded-table machinery and
+//!   [`index`] their cache-line-bucket hash index;
 //! - [`net`]: interfaces, routes and neighbours as the data path sees them;
 //! - [`forward`]: `Director::process` — frame in, verdict out, frame rewritten;
 //! - [`health`]: keepalived-style health checkers as sans-IO state machines.
@@ -26,6 +27,7 @@ pub mod classify;
 pub mod conntrack;
 pub mod forward;
 pub mod health;
+pub mod index;
 pub mod lab;
 pub mod net;
 pub mod persist;

@@ -7,14 +7,30 @@
 //! - a full shard evicts by policy: an expired entry if one is found in a bounded
 //!   window of slots after the shard's clock hand, else the entry with the earliest
 //!   deadline in that window (an approximation of "oldest" with O(1) cost);
-//! - each shard has its own lock; no operation holds two shard locks.
+//! - each shard has its own lock; no operation holds two shard locks;
+//! - the slot index is an [`Index`] (one cache line per bucket).
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard};
 
-use hashbrown::HashTable;
-
+use crate::index::Index;
 use crate::time::Time;
+
+/// Something that can start loading memory into the CPU cache ahead of its use —
+/// the I/O layer's prefetch instruction (this crate has no `unsafe`).
+pub trait Prefetch {
+    /// Start loading the cache line at `addr` (a hint: any address is harmless).
+    fn prefetch_addr(&self, addr: usize);
+
+    /// Start loading every cache line of `value`.
+    #[inline]
+    fn prefetch<T>(&self, value: &T) {
+        let start = std::ptr::from_ref(value) as usize;
+        for offset in (0..std::mem::size_of::<T>()).step_by(64) {
+            self.prefetch_addr(start + offset);
+        }
+    }
+}
 
 /// Slots examined per eviction (the window after the clock hand).
 pub const EVICTION_WINDOW: usize = 16;
@@ -60,7 +76,7 @@ pub struct ShardedTable<K, V> {
 #[derive(Debug)]
 pub struct Shard<K, V> {
     slots: Vec<Option<(K, V)>>,
-    index: HashTable<u32>,
+    index: Index,
     free: Vec<u32>,
     hand: usize,
 }
@@ -219,14 +235,8 @@ impl<K: Hash + Eq + Copy, V: Expiring> ShardRef<'_, K, V> {
             return outcome;
         };
         self.shard.slots[slot as usize] = Some((key, value));
-        let hasher = self.hasher;
-        let slots = &self.shard.slots;
-        self.shard.index.insert_unique(self.hash, slot, |&s| {
-            let (k, _) = slots[s as usize]
-                .as_ref()
-                .expect("indexed slot is occupied");
-            hasher.hash_one(k)
-        });
+        // Sized for every slot: there is always room.
+        self.shard.index.insert(self.hash, slot);
         outcome
     }
 }
@@ -235,8 +245,7 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
     fn with_capacity(n: usize) -> Self {
         Shard {
             slots: (0..n).map(|_| None).collect(),
-            // Twice the slots: at most half full, so tombstones are rehashed in place.
-            index: HashTable::with_capacity(2 * n),
+            index: Index::with_capacity(n),
             free: (0..n as u32).rev().collect(),
             hand: 0,
         }
@@ -250,17 +259,15 @@ impl<K: Hash + Eq + Copy, V: Expiring> Shard<K, V> {
         self.index
             .find(
                 hash,
-                |&s| matches!(&self.slots[s as usize], Some((k, _)) if k == key),
+                |s| matches!(&self.slots[s as usize], Some((k, _)) if k == key),
             )
-            .map(|&s| s as usize)
+            .map(|s| s as usize)
     }
 
     fn remove_slot(&mut self, slot: usize, hasher: &TableHasher) -> Option<(K, V)> {
         let (key, _) = self.slots[slot].as_ref()?;
         let hash = hasher.hash_one(key);
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s as usize == slot) {
-            entry.remove();
-        }
+        self.index.remove(hash, slot as u32);
         self.free.push(slot as u32);
         self.slots[slot].take()
     }

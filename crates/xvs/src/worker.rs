@@ -147,8 +147,8 @@ struct CpuPrefetch;
 
 impl Prefetch for CpuPrefetch {
     #[inline]
-    fn prefetch<T>(&self, value: &T) {
-        xvs_io::sys::prefetch(value);
+    fn prefetch_addr(&self, addr: usize) {
+        xvs_io::sys::prefetch_addr(addr);
     }
 }
 

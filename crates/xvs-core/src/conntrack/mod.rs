@@ -2,15 +2,21 @@
 //! Layer: pure core data structure (callers pass `now`; no clock, no threads).
 //!
 //! Invariants:
-//! - an entry is one [`Conn`] of at most 64 bytes (asserted at compile time), stored in
-//!   a fixed slab per shard; the hash index holds slot numbers (4 bytes per key, sized
-//!   so that it never grows: about 87 bytes per connection in all);
+//! - an entry is one [`Conn`] of 64 bytes, one cache line (asserted at compile time),
+//!   stored in a fixed slab per shard; the [`Index`] holds slot numbers in
+//!   cache-line buckets and never grows (≈ 94 bytes per connection slot in all: the
+//!   entry, 4 bytes of free list, two index entries of ≈ 13 bytes);
 //! - a NAT entry is indexed under two keys — the client's packet tuple (client → VIP)
 //!   and the real server's reply tuple (real server → client) — a DR entry under the
 //!   first only (DR replies bypass the director);
-//! - an entry lives in the shard chosen by its *client* endpoint, which both tuples
-//!   contain, so one shard lock covers both keys: a lookup tries the packet as an
-//!   original (client = source) and then as a reply (client = destination);
+//! - both keys hash by the *client endpoint* (address, port, protocol), which both
+//!   tuples contain: it picks the shard (so one shard lock covers both keys) and the
+//!   index bucket (so both keys of a connection share one cache line, and the bucket
+//!   of a reply key is known before the real server is chosen); the full tuple is
+//!   compared on a tag match. A lookup tries the packet as an original (client =
+//!   source), then as a reply (client = destination);
+//! - [`ConnTable::prefetch`] computes those buckets (and the slot an insert would
+//!   take) without a lock, so a worker can load them for a whole rx batch first;
 //! - capacity is fixed at construction; a full shard evicts expired entries first,
 //!   then the entry closest to expiry within a bounded window (counted by the caller
 //!   through the returned [`Inserted`]); nothing grows in steady state.
@@ -19,12 +25,12 @@ pub mod state;
 
 use std::hash::BuildHasher;
 use std::sync::Mutex;
-
-use hashbrown::HashTable;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::addr::AddrBytes;
+use crate::index::{BucketMap, Index};
 use crate::service::DestId;
-use crate::table::{Inserted, TableHasher, lock, pick_victim, shard_layout, shard_of};
+use crate::table::{Inserted, Prefetch, TableHasher, lock, pick_victim, shard_layout, shard_of};
 use crate::time::Time;
 pub use state::{ConnState, TcpFlags, Timeouts, tcp_next};
 
@@ -79,9 +85,9 @@ const FLAG_NAT: u8 = 0x20;
 const FLAG_PERSIST: u8 = 0x40;
 const FLAG_USED: u8 = 0x80;
 
-/// One tracked connection (64 bytes).
+/// One tracked connection (64 bytes, aligned to a cache line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Conn {
     /// Client address.
     pub client: AddrBytes,
@@ -104,7 +110,7 @@ pub struct Conn {
     pub dest: DestId,
 }
 
-const _: () = assert!(std::mem::size_of::<Conn>() <= 64);
+const _: () = assert!(std::mem::size_of::<Conn>() == 64);
 
 impl Conn {
     /// A new entry for `original` (client → VIP) sent to `daddr:dport`.
@@ -245,25 +251,46 @@ pub enum InsertOutcome {
     Existing(Conn),
 }
 
-const REPLY_BIT: u32 = 1 << 31;
+/// What [`ConnTable::open`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened<R> {
+    /// The packet belongs to a stored connection: what `found` returned.
+    Found(R),
+    /// A new connection was stored; `evicted` is the entry a full shard gave up.
+    Created {
+        /// The connection stored.
+        conn: Conn,
+        /// How its slot was found.
+        outcome: Inserted,
+        /// The entry evicted for it, if any.
+        evicted: Option<Conn>,
+    },
+}
 
-/// Index capacity per slot: two keys (NAT) at most half full, so that hashbrown
-/// always rehashes tombstones in place instead of growing (no allocation after
-/// construction; the no-allocation test churns the table to prove it).
-const INDEX_SLACK: usize = 4;
+const REPLY_BIT: u32 = 1 << 31;
 
 #[derive(Debug)]
 struct Shard {
     slots: Vec<Conn>,
-    index: HashTable<u32>,
+    /// Two keys per slot at most (NAT): sized for that, so an insert always fits.
+    index: Index,
     free: Vec<u32>,
     hand: usize,
+}
+
+/// What a worker may read of a shard without its lock: addresses to prefetch.
+#[derive(Debug)]
+struct Hints {
+    index: BucketMap,
+    /// Address of the slot the next insert takes (updated under the lock).
+    next_slot: AtomicUsize,
 }
 
 /// The sharded connection table.
 #[derive(Debug)]
 pub struct ConnTable {
     shards: Box<[Mutex<Shard>]>,
+    hints: Box<[Hints]>,
     hasher: TableHasher,
     shard_shift: u32,
 }
@@ -282,18 +309,29 @@ impl ConnTable {
     pub fn new(capacity: usize, shards: usize, seed: u64) -> ConnTable {
         let (n, shard_shift) = shard_layout(shards);
         let per = capacity.div_ceil(n).clamp(1, (REPLY_BIT - 1) as usize);
-        let shards = (0..n)
+        let shards: Box<[_]> = (0..n)
             .map(|_| {
                 Mutex::new(Shard {
                     slots: vec![Conn::EMPTY; per],
-                    index: HashTable::with_capacity(per * INDEX_SLACK),
+                    index: Index::with_capacity(2 * per),
                     free: (0..per as u32).rev().collect(),
                     hand: 0,
                 })
             })
             .collect();
+        let hints = shards
+            .iter()
+            .map(|s| {
+                let s = lock(s);
+                Hints {
+                    index: s.index.map(),
+                    next_slot: AtomicUsize::new(s.next_slot_addr()),
+                }
+            })
+            .collect();
         ConnTable {
             shards,
+            hints,
             hasher: TableHasher::with_seed(seed),
             shard_shift,
         }
@@ -320,9 +358,38 @@ impl ConnTable {
         self.len() == 0
     }
 
-    fn shard_for(&self, addr: &AddrBytes, port: u16, protocol: u8) -> &Mutex<Shard> {
+    /// The client endpoint's hash and shard number.
+    #[inline]
+    fn place(&self, addr: &AddrBytes, port: u16, protocol: u8) -> (u64, usize) {
         let h = endpoint_hash(&self.hasher, addr, port, protocol);
-        &self.shards[shard_of(h, self.shard_shift)]
+        (h, shard_of(h, self.shard_shift))
+    }
+
+    /// Start loading, without a lock, the index buckets a lookup of `t` reads (as an
+    /// original and as a reply) and — when the packet may open a connection
+    /// (`opening`) — the slot an insert for it would take.
+    #[inline]
+    pub fn prefetch(&self, t: &Tuple, opening: bool, p: &impl Prefetch) {
+        let (h, shard) = self.place(&t.src, t.sport, t.protocol);
+        let hints = &self.hints[shard];
+        p.prefetch_addr(hints.index.bucket_addr(h));
+        if opening {
+            p.prefetch_addr(hints.next_slot.load(Relaxed));
+        }
+        let (h, shard) = self.place(&t.dst, t.dport, t.protocol);
+        p.prefetch_addr(self.hints[shard].index.bucket_addr(h));
+    }
+
+    #[inline]
+    fn lock_shard(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        lock(&self.shards[shard])
+    }
+
+    /// After a store or removal under shard `shard`'s lock: where the next insert goes.
+    fn publish_next_slot(&self, shard: usize, s: &Shard) {
+        self.hints[shard]
+            .next_slot
+            .store(s.next_slot_addr(), Relaxed);
     }
 
     /// Find the live connection of a packet with tuple `t` and run `f` on it under the
@@ -336,19 +403,20 @@ impl ConnTable {
         on_removed: impl FnMut(&Conn),
         f: impl FnOnce(&mut Conn, Direction) -> R,
     ) -> Option<R> {
-        let key_hash = self.hasher.hash_one(t);
         let mut on_removed = on_removed;
         for dir in [Direction::Original, Direction::Reply] {
             let (addr, port) = match dir {
                 Direction::Original => (&t.src, t.sport),
                 Direction::Reply => (&t.dst, t.dport),
             };
-            let mut s = lock(self.shard_for(addr, port, t.protocol));
-            let Some(slot) = s.find(key_hash, dir, t) else {
+            let (h, shard) = self.place(addr, port, t.protocol);
+            let mut s = self.lock_shard(shard);
+            let Some(slot) = s.find(h, dir, t) else {
                 continue;
             };
             if s.slots[slot].expires.has_passed(now) {
-                let gone = s.remove_slot(slot, &self.hasher);
+                let gone = s.remove_slot(slot, h);
+                self.publish_next_slot(shard, &s);
                 drop(s);
                 on_removed(&gone);
                 return None;
@@ -358,61 +426,127 @@ impl ConnTable {
         None
     }
 
+    /// Look up a packet that may open a connection (a SYN) — as a reply, then as an
+    /// original — and, when neither matches, store the connection `create` makes
+    /// for it (its original tuple must be `t`). The original's shard stays locked
+    /// from its probe to the store, so two workers opening the same flow at once
+    /// agree without probing twice. `create` runs under that lock and may take a
+    /// persistence-table lock: the lock order is connection shard, then persistence
+    /// shard, never the reverse. Expired entries met on the way go to `on_removed`.
+    pub fn open<R, E>(
+        &self,
+        t: &Tuple,
+        now: Time,
+        mut on_removed: impl FnMut(&Conn),
+        found: impl FnOnce(&mut Conn, Direction) -> R,
+        create: impl FnOnce() -> Result<Conn, E>,
+    ) -> Result<Opened<R>, E> {
+        let (h, shard) = self.place(&t.dst, t.dport, t.protocol);
+        let mut s = self.lock_shard(shard);
+        if let Some(slot) = s.find(h, Direction::Reply, t) {
+            if !s.slots[slot].expires.has_passed(now) {
+                return Ok(Opened::Found(found(&mut s.slots[slot], Direction::Reply)));
+            }
+            on_removed(&s.remove_slot(slot, h));
+            self.publish_next_slot(shard, &s);
+        }
+        drop(s);
+        let (h, shard) = self.place(&t.src, t.sport, t.protocol);
+        let mut s = self.lock_shard(shard);
+        if let Some(slot) = s.find(h, Direction::Original, t) {
+            if !s.slots[slot].expires.has_passed(now) {
+                return Ok(Opened::Found(found(
+                    &mut s.slots[slot],
+                    Direction::Original,
+                )));
+            }
+            on_removed(&s.remove_slot(slot, h));
+        }
+        let conn = create()?;
+        debug_assert_eq!(conn.original_tuple(), *t);
+        let (outcome, evicted) = self.make_room(&mut s, now);
+        s.store(conn, h);
+        self.publish_next_slot(shard, &s);
+        Ok(Opened::Created {
+            conn,
+            outcome,
+            evicted,
+        })
+    }
+
+    /// Free a slot of a full shard by the eviction policy.
+    fn make_room(&self, s: &mut Shard, now: Time) -> (Inserted, Option<Conn>) {
+        if !s.free.is_empty() {
+            return (Inserted::Free, None);
+        }
+        let victim = s.pick_victim(now);
+        let victim_hash = self.hash_of(&s.slots[victim]);
+        let gone = s.remove_slot(victim, victim_hash);
+        let outcome = if gone.expires.has_passed(now) {
+            Inserted::EvictedExpired
+        } else {
+            Inserted::EvictedLive
+        };
+        (outcome, Some(gone))
+    }
+
     /// Store `conn` (its `expires` set by the caller) unless its flow is already there.
     pub fn insert(&self, conn: Conn, now: Time, on_evicted: impl FnOnce(&Conn)) -> InsertOutcome {
         let original = conn.original_tuple();
-        let key_hash = self.hasher.hash_one(original);
-        let mut s = lock(self.shard_for(&conn.client, conn.cport, conn.protocol));
-        if let Some(slot) = s.find(key_hash, Direction::Original, &original) {
+        let (h, shard) = self.place(&conn.client, conn.cport, conn.protocol);
+        let mut s = self.lock_shard(shard);
+        let outcome = if let Some(slot) = s.find(h, Direction::Original, &original) {
             let existing = s.slots[slot];
             if !existing.expires.has_passed(now) {
                 return InsertOutcome::Existing(existing);
             }
-            let gone = s.remove_slot(slot, &self.hasher);
-            on_evicted(&gone);
-            s.store(conn, &self.hasher);
-            return InsertOutcome::Stored(Inserted::EvictedExpired);
-        }
-        let mut outcome = Inserted::Free;
-        if s.free.is_empty() {
-            let victim = s.pick_victim(now);
-            let gone = s.remove_slot(victim, &self.hasher);
-            outcome = if gone.expires.has_passed(now) {
-                Inserted::EvictedExpired
-            } else {
-                Inserted::EvictedLive
-            };
-            on_evicted(&gone);
-        }
-        s.store(conn, &self.hasher);
+            on_evicted(&s.remove_slot(slot, h));
+            Inserted::EvictedExpired
+        } else {
+            let (outcome, evicted) = self.make_room(&mut s, now);
+            if let Some(gone) = evicted {
+                on_evicted(&gone);
+            }
+            outcome
+        };
+        s.store(conn, h);
+        self.publish_next_slot(shard, &s);
         InsertOutcome::Stored(outcome)
     }
 
     /// Remove the entry of the flow whose client tuple is `original`.
     pub fn remove(&self, original: &Tuple) -> Option<Conn> {
-        let key_hash = self.hasher.hash_one(original);
-        let mut s = lock(self.shard_for(&original.src, original.sport, original.protocol));
-        let slot = s.find(key_hash, Direction::Original, original)?;
-        Some(s.remove_slot(slot, &self.hasher))
+        let (h, shard) = self.place(&original.src, original.sport, original.protocol);
+        let mut s = self.lock_shard(shard);
+        let slot = s.find(h, Direction::Original, original)?;
+        let gone = s.remove_slot(slot, h);
+        self.publish_next_slot(shard, &s);
+        Some(gone)
+    }
+
+    /// The index hash of a stored connection (its client endpoint's).
+    fn hash_of(&self, c: &Conn) -> u64 {
+        endpoint_hash(&self.hasher, &c.client, c.cport, c.protocol)
     }
 
     /// Remove up to `budget` expired entries per shard (bounded work, from each shard's
     /// clock hand); `on_removed` sees each one. Returns how many were removed.
     pub fn sweep(&self, now: Time, budget: usize, mut on_removed: impl FnMut(&Conn)) -> usize {
         let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut s = lock(shard);
+        for shard in 0..self.shards.len() {
+            let mut s = self.lock_shard(shard);
             let n = s.slots.len();
             for _ in 0..budget.min(n) {
                 let slot = s.hand;
                 s.hand = (s.hand + 1) % n;
                 let c = s.slots[slot];
                 if c.is_used() && c.expires.has_passed(now) {
-                    let gone = s.remove_slot(slot, &self.hasher);
+                    let gone = s.remove_slot(slot, self.hash_of(&c));
                     on_removed(&gone);
                     removed += 1;
                 }
             }
+            self.publish_next_slot(shard, &s);
         }
         removed
     }
@@ -425,16 +559,17 @@ impl ConnTable {
         mut on_removed: impl FnMut(&Conn),
     ) -> usize {
         let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut s = lock(shard);
+        for shard in 0..self.shards.len() {
+            let mut s = self.lock_shard(shard);
             for slot in 0..s.slots.len() {
                 let c = s.slots[slot];
                 if c.is_used() && !keep(&c) {
-                    let gone = s.remove_slot(slot, &self.hasher);
+                    let gone = s.remove_slot(slot, self.hash_of(&c));
                     on_removed(&gone);
                     removed += 1;
                 }
             }
+            self.publish_next_slot(shard, &s);
         }
         removed
     }
@@ -449,56 +584,49 @@ impl ConnTable {
 }
 
 impl Shard {
+    /// The slot of the connection whose tuple in direction `dir` is `t`; `h` is the
+    /// hash of `t`'s client endpoint.
     #[inline]
-    fn find(&self, key_hash: u64, dir: Direction, t: &Tuple) -> Option<usize> {
+    fn find(&self, h: u64, dir: Direction, t: &Tuple) -> Option<usize> {
         let want_reply = dir == Direction::Reply;
         self.index
-            .find(key_hash, |&v| {
+            .find(h, |v| {
                 let is_reply = v & REPLY_BIT != 0;
                 is_reply == want_reply && self.slots[(v & !REPLY_BIT) as usize].matches(dir, t)
             })
-            .map(|&v| (v & !REPLY_BIT) as usize)
+            .map(|v| (v & !REPLY_BIT) as usize)
     }
 
-    fn rehash(slots: &[Conn], hasher: &TableHasher, v: u32) -> u64 {
-        let c = &slots[(v & !REPLY_BIT) as usize];
-        let t = if v & REPLY_BIT != 0 {
-            c.reply_tuple()
-        } else {
-            c.original_tuple()
-        };
-        hasher.hash_one(t)
-    }
-
-    fn store(&mut self, conn: Conn, hasher: &TableHasher) {
+    /// Store `conn` in a free slot (the caller made one free); `h`: its client
+    /// endpoint's hash, under which both its keys are indexed.
+    fn store(&mut self, conn: Conn, h: u64) {
         let Some(slot) = self.free.pop() else { return };
         self.slots[slot as usize] = conn;
-        let slots = &self.slots;
-        let h = hasher.hash_one(conn.original_tuple());
-        self.index
-            .insert_unique(h, slot, |&v| Self::rehash(slots, hasher, v));
+        // The index has room for two keys per slot: these inserts cannot fail.
+        self.index.insert(h, slot);
         if conn.is_nat() {
-            let h = hasher.hash_one(conn.reply_tuple());
-            self.index
-                .insert_unique(h, slot | REPLY_BIT, |&v| Self::rehash(slots, hasher, v));
+            self.index.insert(h, slot | REPLY_BIT);
         }
     }
 
-    fn remove_slot(&mut self, slot: usize, hasher: &TableHasher) -> Conn {
+    /// Free `slot`, whose connection's client endpoint hashes to `h`.
+    fn remove_slot(&mut self, slot: usize, h: u64) -> Conn {
         let c = self.slots[slot];
-        let h = hasher.hash_one(c.original_tuple());
-        if let Ok(e) = self.index.find_entry(h, |&v| v == slot as u32) {
-            e.remove();
-        }
+        self.index.remove(h, slot as u32);
         if c.is_nat() {
-            let h = hasher.hash_one(c.reply_tuple());
-            if let Ok(e) = self.index.find_entry(h, |&v| v == slot as u32 | REPLY_BIT) {
-                e.remove();
-            }
+            self.index.remove(h, slot as u32 | REPLY_BIT);
         }
         self.slots[slot] = Conn::EMPTY;
         self.free.push(slot as u32);
         c
+    }
+
+    /// Address of the slot the next [`Shard::store`] takes (of the last slot when
+    /// none is free: an eviction frees one near the clock hand — any line will do
+    /// for a hint).
+    fn next_slot_addr(&self) -> usize {
+        let slot = self.free.last().map_or(self.hand, |&s| s as usize);
+        std::ptr::from_ref(&self.slots[slot.min(self.slots.len() - 1)]) as usize
     }
 
     /// Only called when the shard is full (every slot used).
@@ -640,6 +768,117 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 64);
+    }
+
+    /// Records the addresses it is asked to prefetch.
+    #[derive(Default)]
+    struct Recorder(std::cell::RefCell<Vec<usize>>);
+
+    impl Prefetch for Recorder {
+        fn prefetch_addr(&self, addr: usize) {
+            self.0.borrow_mut().push(addr);
+        }
+    }
+
+    #[test]
+    fn prefetch_names_the_lines_an_insert_and_its_lookups_use() {
+        let table = ConnTable::new(4096, 4, 9);
+        let t = tuple("198.18.0.10", 40000, "198.18.1.1", 80);
+        let rec = Recorder::default();
+        table.prefetch(&t, true, &rec);
+        let seen = rec.0.into_inner();
+        assert_eq!(seen.len(), 3, "original bucket, next slot, reply bucket");
+        table.insert(conn(&t, "198.19.0.2", true, 1000), Time(0), |_| {});
+        let (h, shard) = table.place(&t.src, t.sport, t.protocol);
+        let s = lock(&table.shards[shard]);
+        let slot = s.find(h, Direction::Original, &t).unwrap();
+        // The slot the insert took is the one named, and so is the bucket that now
+        // holds both keys.
+        assert_eq!(seen[1], std::ptr::from_ref(&s.slots[slot]) as usize);
+        assert_eq!(Some(seen[0]), s.index.bucket_addr_of(slot as u32));
+        assert_eq!(
+            Some(seen[0]),
+            s.index.bucket_addr_of(slot as u32 | REPLY_BIT)
+        );
+        drop(s);
+        // The reply bucket named is where the server's packets look: the bucket of
+        // the client endpoint in the same shard, when the server answers.
+        let back = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
+        let rec = Recorder::default();
+        table.prefetch(&back, false, &rec);
+        assert_eq!(rec.0.into_inner()[1], seen[0]);
+    }
+
+    #[test]
+    fn open_finds_either_direction_or_creates_once() {
+        let table = ConnTable::new(1024, 8, 1);
+        let t = tuple("198.18.0.10", 40000, "198.18.1.1", 80);
+        let make = || Ok::<_, ()>(conn(&t, "198.19.0.2", true, 1000));
+        let created = table.open(&t, Time(0), |_| {}, |_, _| unreachable!(), make);
+        assert!(matches!(
+            created,
+            Ok(Opened::Created {
+                outcome: Inserted::Free,
+                evicted: None,
+                ..
+            })
+        ));
+        // The same SYN again, and the server's side: found, not created.
+        let again = table.open(&t, Time(1), |_| {}, |c, d| (c.dest, d), || Err(()));
+        assert_eq!(again, Ok(Opened::Found((DestId(7), Direction::Original))));
+        let reply = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
+        let back = table.open(&reply, Time(1), |_| {}, |_, d| d, || Err(()));
+        assert_eq!(back, Ok(Opened::Found(Direction::Reply)));
+        // `create` refusing stores nothing.
+        let other = tuple("198.18.0.11", 40000, "198.18.1.1", 80);
+        let refused = table.open(&other, Time(1), |_| {}, |_, _| (), || Err("no"));
+        assert_eq!(refused, Err("no"));
+        assert_eq!(table.len(), 1);
+        // An expired entry is reported and replaced.
+        let mut gone = Vec::new();
+        let replaced = table.open(
+            &t,
+            Time(5000),
+            |c| gone.push(c.dest),
+            |_, _| unreachable!(),
+            || Ok::<_, ()>(conn(&t, "198.19.0.3", true, 9000)),
+        );
+        assert!(matches!(replaced, Ok(Opened::Created { .. })));
+        assert_eq!(gone, vec![DestId(7)]);
+        assert_eq!(table.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_opens_of_one_flow_create_it_once() {
+        let table = std::sync::Arc::new(ConnTable::new(1 << 14, 16, 3));
+        let created: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..2)
+                .map(|w| {
+                    let table = table.clone();
+                    scope.spawn(move || {
+                        let mut created = 0;
+                        for i in 0..5000u16 {
+                            let t = tuple("198.18.0.10", i, "198.18.1.1", 80);
+                            let rs = if w == 0 { "198.19.0.2" } else { "198.19.0.3" };
+                            let opened = table.open(
+                                &t,
+                                Time(0),
+                                |_| {},
+                                |_, _| (),
+                                || Ok::<_, ()>(conn(&t, rs, true, 1000)),
+                            );
+                            if let Ok(Opened::Created { .. }) = opened {
+                                created += 1;
+                            }
+                        }
+                        created
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(created, 5000);
+        assert_eq!(table.len(), 5000);
     }
 
     #[test]

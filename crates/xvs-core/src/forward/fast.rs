@@ -28,6 +28,16 @@ fn be16(f: &[u8], at: usize) -> u16 {
 /// an out-of-line call returns its 80-byte answer through memory (measured: +15 %).
 #[inline(always)]
 pub(super) fn steady(frame: &[u8]) -> Option<(Tuple, IpInfo)> {
+    match segment(frame)? {
+        (tuple, ip, flags) if flags & (SYN | FIN | RST) == 0 => Some((tuple, ip)),
+        _ => None,
+    }
+}
+
+/// The tuple, layout and TCP flags (0 for UDP) of a frame of the shape [`steady`]
+/// accepts, whatever its TCP flags.
+#[inline(always)]
+pub(super) fn segment(frame: &[u8]) -> Option<(Tuple, IpInfo, u16)> {
     let ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
     let (tuple, ip) = match ethertype {
         0x0800 => ipv4(frame)?,
@@ -35,16 +45,15 @@ pub(super) fn steady(frame: &[u8]) -> Option<(Tuple, IpInfo)> {
         _ => return None,
     };
     let l4 = &frame[ip.l4..ip.l4 + ip.l4_len];
-    let ports = match ip.protocol {
+    let (ports, flags) = match ip.protocol {
         TCP => {
             let offset = usize::from(l4.get(12)? >> 4) * 4;
-            let flags = u16::from(*l4.get(13)?);
-            if offset < 20 || offset > l4.len() || flags & (SYN | FIN | RST) != 0 {
+            if offset < 20 || offset > l4.len() {
                 return None;
             }
-            (be16(l4, 0), be16(l4, 2))
+            ((be16(l4, 0), be16(l4, 2)), u16::from(l4[13]))
         }
-        UDP if l4.len() >= 8 => (be16(l4, 0), be16(l4, 2)),
+        UDP if l4.len() >= 8 => ((be16(l4, 0), be16(l4, 2)), 0),
         _ => return None,
     };
     let tuple = Tuple {
@@ -52,7 +61,7 @@ pub(super) fn steady(frame: &[u8]) -> Option<(Tuple, IpInfo)> {
         dport: ports.1,
         ..tuple
     };
-    Some((tuple, ip))
+    Some((tuple, ip, flags))
 }
 
 /// Untagged IPv4 without options or fragmentation, header checksum verified.

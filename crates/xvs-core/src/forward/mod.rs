@@ -38,15 +38,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::addr::{AddrBytes, from_bytes, to_bytes};
 use crate::classify::{Action, Classifier, IfaceId, PacketMeta};
 use crate::conntrack::{
-    Conn, ConnState, ConnTable, Direction, InsertOutcome, TcpFlags, Tuple, tcp_next,
+    Conn, ConnState, ConnTable, Direction, InsertOutcome, Opened, TcpFlags, Tuple, tcp_next,
 };
 use crate::net::{HopError, NetView};
 use crate::persist::{PersistKey, PersistTable, Placement};
 use crate::sched::Flow;
 use crate::service::{DestCounters, DestId, Method, NextHop, ServiceLoads, ServiceTable};
+pub use crate::table::Prefetch;
 use crate::table::{Expiring, Inserted, ShardedTable};
 use crate::time::Time;
 use crate::wire::ip_proto::{ICMP, ICMPV6, TCP, UDP};
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::wire::{self, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, ethertype};
 use rewrite::{End, IpInfo, Rewrite};
 pub use stats::{DestTraffic, WorkerStats};
@@ -54,13 +56,6 @@ pub use verdict::{DropReason, Verdict};
 
 /// How long a first fragment is remembered for its followers.
 pub const FRAGMENT_TIMEOUT_MS: u32 = 30_000;
-
-/// Something that can start loading memory into the CPU cache ahead of its use —
-/// the I/O layer's prefetch instruction (this crate has no `unsafe`).
-pub trait Prefetch {
-    /// Start loading the memory of `value`.
-    fn prefetch<T>(&self, value: &T);
-}
 
 /// Sizes of the shared tables (fixed at start).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,13 +513,22 @@ impl Director {
         self.shared.maintain(&self.snap.services, now, budget)
     }
 
-    /// A first look at a frame about to be decided: for a steady packet, `p` is
-    /// shown the flow-cache entries it will read (called for a whole rx batch
-    /// before deciding it, so that the cache misses of many flows overlap).
+    /// A first look at a frame about to be decided: `p` is shown what the decision
+    /// will read — the flow-cache set of a steady packet; for a SYN, FIN or RST the
+    /// connection table's index buckets (and, for a SYN, the slot a new entry would
+    /// take). Called for a whole rx batch before deciding it, so that the cache misses
+    /// of many flows overlap.
     #[inline]
     pub fn prefetch(&self, frame: &[u8], p: &impl Prefetch) {
-        if let Some((tuple, _)) = fast::steady(frame) {
+        let Some((tuple, _, flags)) = fast::segment(frame) else {
+            return;
+        };
+        if flags & (SYN | FIN | RST) == 0 {
             self.cache.prefetch(&tuple, p);
+        } else {
+            // Connection lifecycle segments always consult the shared table.
+            let opening = flags & (SYN | ACK) == SYN;
+            self.shared.conns.prefetch(&tuple, opening, p);
         }
     }
 
@@ -572,6 +576,33 @@ impl Director {
     }
 }
 
+/// Move connection `c` on by a packet travelling `dir` (TCP state from its flags,
+/// expiry from the new state's timeout); returns the updated entry, the direction
+/// and the state before.
+#[inline]
+fn track(
+    c: &mut Conn,
+    dir: Direction,
+    p: &Parsed,
+    snap: &Snapshot,
+    now: Time,
+) -> (Conn, Direction, ConnState) {
+    let old = c.state();
+    let new = if p.ip.protocol == TCP {
+        tcp_next(old, dir == Direction::Original, p.tcp)
+    } else {
+        old
+    };
+    c.set_state(new);
+    let timeouts = snap
+        .services
+        .dest(c.dest)
+        .map(|(s, _)| s.timeouts)
+        .unwrap_or_default();
+    c.expires = now.after_ms(timeouts.for_state_ms(new));
+    (*c, dir, old)
+}
+
 /// Everything one decision needs, borrowed for the frame.
 struct Cx<'a> {
     cache: &'a mut cache::FlowCache,
@@ -615,51 +646,81 @@ impl Cx<'_> {
         {
             return self.apply(frame, &p.ip, p.frag_key(), &plan);
         }
+        if p.ip.protocol == TCP && p.tcp.syn && !p.tcp.ack {
+            return self.open(iface, frame, &p);
+        }
         let (shared, snap) = (self.shared, self.snap);
         let mut expired = None;
         let hit = shared.conns.lookup(
             &tuple,
             now,
             |gone| expired = Some(*gone),
-            |c, dir| {
-                let old = c.state();
-                let new = if p.ip.protocol == TCP {
-                    tcp_next(old, dir == Direction::Original, p.tcp)
-                } else {
-                    old
-                };
-                c.set_state(new);
-                let timeouts = snap
-                    .services
-                    .dest(c.dest)
-                    .map(|(s, _)| s.timeouts)
-                    .unwrap_or_default();
-                c.expires = now.after_ms(timeouts.for_state_ms(new));
-                (*c, dir, old)
-            },
+            |c, dir| track(c, dir, &p, snap, now),
         );
         if let Some(gone) = expired {
             shared.conn_gone(&snap.services, &gone);
         }
         match hit {
-            Some((conn, dir, old)) => {
-                shared.conn_changed(conn.dest, old, conn.state());
-                if old != conn.state() {
-                    // The packets that follow must see the new state (e.g. the last
-                    // ACK of a close), not a plan cached while it was established.
-                    self.cache.forget(&conn.original_tuple());
-                    self.cache.forget(&conn.reply_tuple());
-                }
-                let plan = self.plan(&conn, dir)?;
-                if steady {
-                    self.cache
-                        .put(&tuple, &plan, conn.state(), now, conn.expires);
-                }
-                self.apply(frame, &p.ip, p.frag_key(), &plan)
-            }
+            Some((conn, dir, old)) => self.known(frame, &p, conn, dir, old, steady),
             None => {
                 let mark = self.mark_rules(iface, &p)?;
                 self.new_flow(frame, &p, mark, steady)
+            }
+        }
+    }
+
+    /// A packet of stored connection `conn` (in state `old` before this packet),
+    /// travelling `dir`: forward it by the connection's plan (and cache the plan for
+    /// the `steady` packets that follow).
+    fn known(
+        &mut self,
+        frame: &mut [u8],
+        p: &Parsed,
+        conn: Conn,
+        dir: Direction,
+        old: ConnState,
+        steady: bool,
+    ) -> Step<Verdict> {
+        self.shared.conn_changed(conn.dest, old, conn.state());
+        if old != conn.state() {
+            // The packets that follow must see the new state (e.g. the last
+            // ACK of a close), not a plan cached while it was established.
+            self.cache.forget(&conn.original_tuple());
+            self.cache.forget(&conn.reply_tuple());
+        }
+        let plan = self.plan(&conn, dir)?;
+        if steady {
+            self.cache
+                .put(&p.tuple(), &plan, conn.state(), self.now, conn.expires);
+        }
+        self.apply(frame, &p.ip, p.frag_key(), &plan)
+    }
+
+    /// A SYN: its connection is looked up and, when there is none, placed and stored
+    /// under one connection-shard lock (`ConnTable::open`).
+    fn open(&mut self, iface: IfaceId, frame: &mut [u8], p: &Parsed) -> Step<Verdict> {
+        let (shared, snap, now) = (self.shared, self.snap, self.now);
+        let opened = shared.conns.open(
+            &p.tuple(),
+            now,
+            |gone| shared.conn_gone(&snap.services, gone),
+            |c, dir| track(c, dir, p, snap, now),
+            || {
+                let mark = self.mark_rules(iface, p)?;
+                self.choose(p, mark)
+            },
+        )?;
+        match opened {
+            Opened::Found((conn, dir, old)) => self.known(frame, p, conn, dir, old, false),
+            Opened::Created {
+                conn,
+                outcome,
+                evicted,
+            } => {
+                if let Some(gone) = evicted {
+                    shared.conn_gone(&snap.services, &gone);
+                }
+                self.created(frame, p, conn, outcome, false)
             }
         }
     }
@@ -689,12 +750,36 @@ impl Cx<'_> {
     /// `steady` packet — UDP — cache the plan for the packets that follow).
     fn new_flow(&mut self, frame: &mut [u8], p: &Parsed, mark: u32, steady: bool) -> Step<Verdict> {
         let (shared, snap, now) = (self.shared, self.snap, self.now);
+        let conn = self.choose(p, mark)?;
+        let mut evicted = None;
+        let outcome = shared.conns.insert(conn, now, |g| evicted = Some(*g));
+        if let Some(g) = evicted {
+            shared.conn_gone(&snap.services, &g);
+        }
+        match outcome {
+            InsertOutcome::Stored(outcome) => self.created(frame, p, conn, outcome, steady),
+            InsertOutcome::Existing(c) => {
+                // Another worker placed this flow first: follow its choice.
+                if conn.is_persistent() {
+                    shared.release_template(&snap.services, &conn);
+                }
+                let plan = self.plan(&c, Direction::Original)?;
+                self.apply(frame, &p.ip, p.frag_key(), &plan)
+            }
+        }
+    }
+
+    /// The connection a first packet opens: its service (none: the packet is not
+    /// ours), its real server (through a persistence template or the scheduler) and
+    /// its first state. A template taken here is held by the returned connection.
+    fn choose(&mut self, p: &Parsed, mark: u32) -> Step<Conn> {
+        let (shared, snap, now) = (self.shared, self.snap, self.now);
         let v6 = p.ip.v6;
         let Some(svc) = snap
             .services
             .lookup(mark, p.ip.protocol, &p.dst, v6, p.dport)
         else {
-            return Ok(Verdict::Pass);
+            return Err(Verdict::Pass);
         };
         let state = match p.ip.protocol {
             TCP if p.tcp.rst => return Err(Verdict::Drop(DropReason::NoConnection)),
@@ -765,33 +850,31 @@ impl Cx<'_> {
         );
         conn.set_persistent(persistent);
         conn.expires = now.after_ms(svc.timeouts.for_state_ms(state));
-        let mut evicted = None;
-        match shared.conns.insert(conn, now, |g| evicted = Some(*g)) {
-            InsertOutcome::Stored(outcome) => {
-                shared.conn_added(dest, state);
-                self.stats.conns_created += 1;
-                if let Some(t) = self.stats.dests.get_mut(dest.0 as usize) {
-                    t.conns += 1;
-                }
-                if outcome == Inserted::EvictedLive {
-                    self.stats.conns_evicted += 1;
-                }
-            }
-            InsertOutcome::Existing(c) => {
-                // Another worker placed this flow first: follow its choice.
-                if persistent {
-                    shared.release_template(&snap.services, &conn);
-                }
-                conn = c;
-            }
+        Ok(conn)
+    }
+
+    /// Account for connection `conn`, just stored (`outcome`: how its slot was
+    /// found), and forward its first packet.
+    fn created(
+        &mut self,
+        frame: &mut [u8],
+        p: &Parsed,
+        conn: Conn,
+        outcome: Inserted,
+        steady: bool,
+    ) -> Step<Verdict> {
+        self.shared.conn_added(conn.dest, conn.state());
+        self.stats.conns_created += 1;
+        if let Some(t) = self.stats.dests.get_mut(conn.dest.0 as usize) {
+            t.conns += 1;
         }
-        if let Some(g) = evicted {
-            shared.conn_gone(&snap.services, &g);
+        if outcome == Inserted::EvictedLive {
+            self.stats.conns_evicted += 1;
         }
         let plan = self.plan(&conn, Direction::Original)?;
         if steady {
             self.cache
-                .put(&p.tuple(), &plan, conn.state(), now, conn.expires);
+                .put(&p.tuple(), &plan, conn.state(), self.now, conn.expires);
         }
         self.apply(frame, &p.ip, p.frag_key(), &plan)
     }

@@ -106,17 +106,24 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
 /// to be used: the loads of many values then overlap). No effect off x86_64.
 #[inline]
 pub fn prefetch<T>(value: &T) {
+    let start = std::ptr::from_ref(value) as usize;
+    for offset in (0..size_of_val(value)).step_by(64) {
+        prefetch_addr(start + offset);
+    }
+}
+
+/// Asks the CPU to start loading the cache line at `addr` — any address: a prefetch
+/// never faults. No effect off x86_64.
+#[inline]
+pub fn prefetch_addr(addr: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let start = std::ptr::from_ref(value).cast::<i8>();
-        for offset in (0..size_of_val(value)).step_by(64) {
-            // SAFETY: PREFETCHT0 is only a hint: it never faults and changes nothing
-            // the program can observe, whatever the address (here inside `value`
-            // anyway); SSE is part of the x86_64 baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-        }
+        // SAFETY: PREFETCHT0 is only a hint: it never faults and changes nothing the
+        // program can observe, whatever the address; SSE is part of the x86_64
+        // baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = addr;
 }
