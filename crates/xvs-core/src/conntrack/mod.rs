@@ -365,9 +365,10 @@ impl ConnTable {
         (h, shard_of(h, self.shard_shift))
     }
 
-    /// Start loading, without a lock, the index buckets a lookup of `t` reads (as an
-    /// original and as a reply) and — when the packet may open a connection
-    /// (`opening`) — the slot an insert for it would take.
+    /// Start loading, without a lock, what a lookup of `t` reads — the index buckets
+    /// of `t` as an original and as a reply — or, for a packet that opens a
+    /// connection (`opening`: see [`ConnTable::open`]), its original bucket and the
+    /// slot the new entry will take.
     #[inline]
     pub fn prefetch(&self, t: &Tuple, opening: bool, p: &impl Prefetch) {
         let (h, shard) = self.place(&t.src, t.sport, t.protocol);
@@ -375,9 +376,10 @@ impl ConnTable {
         p.prefetch_addr(hints.index.bucket_addr(h));
         if opening {
             p.prefetch_addr(hints.next_slot.load(Relaxed));
+        } else {
+            let (h, shard) = self.place(&t.dst, t.dport, t.protocol);
+            p.prefetch_addr(self.hints[shard].index.bucket_addr(h));
         }
-        let (h, shard) = self.place(&t.dst, t.dport, t.protocol);
-        p.prefetch_addr(self.hints[shard].index.bucket_addr(h));
     }
 
     #[inline]
@@ -426,39 +428,28 @@ impl ConnTable {
         None
     }
 
-    /// Look up a packet that may open a connection (a SYN) — as a reply, then as an
-    /// original — and, when neither matches, store the connection `create` makes
-    /// for it (its original tuple must be `t`). The original's shard stays locked
-    /// from its probe to the store, so two workers opening the same flow at once
-    /// agree without probing twice. `create` runs under that lock and may take a
+    /// Look up a packet that opens a connection — a client's SYN, so an original,
+    /// never a reply (a real server answers a SYN, it does not send one; this also
+    /// keeps new flows off the one shard that every reply probe of a busy VIP:port
+    /// would lock) — and, when it matches nothing, store the connection `create`
+    /// makes for it (its original tuple must be `t`). The shard stays locked from
+    /// the probe to the store, so two workers opening the same flow at once agree
+    /// without probing twice. `create` runs under that lock and may take a
     /// persistence-table lock: the lock order is connection shard, then persistence
-    /// shard, never the reverse. Expired entries met on the way go to `on_removed`.
+    /// shard, never the reverse. An expired entry met goes to `on_removed`.
     pub fn open<R, E>(
         &self,
         t: &Tuple,
         now: Time,
         mut on_removed: impl FnMut(&Conn),
-        found: impl FnOnce(&mut Conn, Direction) -> R,
+        found: impl FnOnce(&mut Conn) -> R,
         create: impl FnOnce() -> Result<Conn, E>,
     ) -> Result<Opened<R>, E> {
-        let (h, shard) = self.place(&t.dst, t.dport, t.protocol);
-        let mut s = self.lock_shard(shard);
-        if let Some(slot) = s.find(h, Direction::Reply, t) {
-            if !s.slots[slot].expires.has_passed(now) {
-                return Ok(Opened::Found(found(&mut s.slots[slot], Direction::Reply)));
-            }
-            on_removed(&s.remove_slot(slot, h));
-            self.publish_next_slot(shard, &s);
-        }
-        drop(s);
         let (h, shard) = self.place(&t.src, t.sport, t.protocol);
         let mut s = self.lock_shard(shard);
         if let Some(slot) = s.find(h, Direction::Original, t) {
             if !s.slots[slot].expires.has_passed(now) {
-                return Ok(Opened::Found(found(
-                    &mut s.slots[slot],
-                    Direction::Original,
-                )));
+                return Ok(Opened::Found(found(&mut s.slots[slot])));
             }
             on_removed(&s.remove_slot(slot, h));
         }
@@ -787,7 +778,7 @@ mod tests {
         let rec = Recorder::default();
         table.prefetch(&t, true, &rec);
         let seen = rec.0.into_inner();
-        assert_eq!(seen.len(), 3, "original bucket, next slot, reply bucket");
+        assert_eq!(seen.len(), 2, "original bucket, next slot");
         table.insert(conn(&t, "198.19.0.2", true, 1000), Time(0), |_| {});
         let (h, shard) = table.place(&t.src, t.sport, t.protocol);
         let s = lock(&table.shards[shard]);
@@ -806,15 +797,17 @@ mod tests {
         let back = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
         let rec = Recorder::default();
         table.prefetch(&back, false, &rec);
-        assert_eq!(rec.0.into_inner()[1], seen[0]);
+        let named = rec.0.into_inner();
+        assert_eq!(named.len(), 2, "original bucket, reply bucket");
+        assert_eq!(named[1], seen[0]);
     }
 
     #[test]
-    fn open_finds_either_direction_or_creates_once() {
+    fn open_finds_the_original_or_creates_once() {
         let table = ConnTable::new(1024, 8, 1);
         let t = tuple("198.18.0.10", 40000, "198.18.1.1", 80);
         let make = || Ok::<_, ()>(conn(&t, "198.19.0.2", true, 1000));
-        let created = table.open(&t, Time(0), |_| {}, |_, _| unreachable!(), make);
+        let created = table.open(&t, Time(0), |_| {}, |_| unreachable!(), make);
         assert!(matches!(
             created,
             Ok(Opened::Created {
@@ -823,15 +816,12 @@ mod tests {
                 ..
             })
         ));
-        // The same SYN again, and the server's side: found, not created.
-        let again = table.open(&t, Time(1), |_| {}, |c, d| (c.dest, d), || Err(()));
-        assert_eq!(again, Ok(Opened::Found((DestId(7), Direction::Original))));
-        let reply = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
-        let back = table.open(&reply, Time(1), |_| {}, |_, d| d, || Err(()));
-        assert_eq!(back, Ok(Opened::Found(Direction::Reply)));
+        // The same SYN again: found, not created.
+        let again = table.open(&t, Time(1), |_| {}, |c| c.dest, || Err(()));
+        assert_eq!(again, Ok(Opened::Found(DestId(7))));
         // `create` refusing stores nothing.
         let other = tuple("198.18.0.11", 40000, "198.18.1.1", 80);
-        let refused = table.open(&other, Time(1), |_| {}, |_, _| (), || Err("no"));
+        let refused = table.open(&other, Time(1), |_| {}, |_| (), || Err("no"));
         assert_eq!(refused, Err("no"));
         assert_eq!(table.len(), 1);
         // An expired entry is reported and replaced.
@@ -840,7 +830,7 @@ mod tests {
             &t,
             Time(5000),
             |c| gone.push(c.dest),
-            |_, _| unreachable!(),
+            |_| unreachable!(),
             || Ok::<_, ()>(conn(&t, "198.19.0.3", true, 9000)),
         );
         assert!(matches!(replaced, Ok(Opened::Created { .. })));
@@ -864,7 +854,7 @@ mod tests {
                                 &t,
                                 Time(0),
                                 |_| {},
-                                |_, _| (),
+                                |_| (),
                                 || Ok::<_, ()>(conn(&t, rs, true, 1000)),
                             );
                             if let Ok(Opened::Created { .. }) = opened {

@@ -696,15 +696,16 @@ impl Cx<'_> {
         self.apply(frame, &p.ip, p.frag_key(), &plan)
     }
 
-    /// A SYN: its connection is looked up and, when there is none, placed and stored
-    /// under one connection-shard lock (`ConnTable::open`).
+    /// A client's SYN: its connection is looked up (as an original only) and, when
+    /// there is none, placed and stored under one connection-shard lock
+    /// (`ConnTable::open`).
     fn open(&mut self, iface: IfaceId, frame: &mut [u8], p: &Parsed) -> Step<Verdict> {
         let (shared, snap, now) = (self.shared, self.snap, self.now);
         let opened = shared.conns.open(
             &p.tuple(),
             now,
             |gone| shared.conn_gone(&snap.services, gone),
-            |c, dir| track(c, dir, p, snap, now),
+            |c| track(c, Direction::Original, p, snap, now),
             || {
                 let mark = self.mark_rules(iface, p)?;
                 self.choose(p, mark)

@@ -84,7 +84,13 @@ fn nat_ipv4_tcp_both_directions() {
         vec![
             Fixture {
                 description: "SYN to VIP goes to the first rr server",
-                input: from_client(syn).build(),
+                input: from_client(syn.clone()).build(),
+                verdict: fwd(INT),
+                output: Some(syn_out.build()),
+            },
+            Fixture {
+                description: "a retransmitted SYN follows its connection",
+                input: from_client(syn.clone()).build(),
                 verdict: fwd(INT),
                 output: Some(syn_out.build()),
             },
@@ -93,6 +99,16 @@ fn nat_ipv4_tcp_both_directions() {
                 input: from_server(synack, 10).build(),
                 verdict: fwd(EXT),
                 output: Some(synack_out.build()),
+            },
+            Fixture {
+                description: "a bare SYN from the server is no reply: not ours",
+                input: from_server(
+                    FrameSpec::tcp(sa("198.19.0.10:8080"), sa("198.18.0.10:40000"), SYN),
+                    10,
+                )
+                .build(),
+                verdict: Verdict::Pass,
+                output: None,
             },
             Fixture {
                 description: "ACK with data follows the connection",
@@ -123,7 +139,7 @@ fn nat_ipv4_tcp_both_directions() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
-    assert_eq!(d.stats().dests[10].in_packets, 2);
+    assert_eq!(d.stats().dests[10].in_packets, 3);
     assert_eq!(d.stats().dests[10].out_packets, 1);
 }
 

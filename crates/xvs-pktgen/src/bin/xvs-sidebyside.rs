@@ -38,12 +38,16 @@ use xvs_pktgen::program::bucket_value;
 use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
 
 const USAGE: &str =
-    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--xvs PATH] [--no-append] [--force]
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--flow-cache N] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
   nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md
   --rows picks some of the rows (a) to (e); (a) is always measured (the others' reference)
   --repeat N measures every row N times (default 3), rounds interleaved, and reports each
-  figure's median (one round on a shared VM can be off by 30 %)";
+  figure's median (one round on a shared VM can be off by 30 %)
+  --flow-cache N sets xvs's per-worker flow cache (director.tables.flow_cache; default 262144)";
+
+/// The xvs rows' flow cache unless `--flow-cache` says otherwise.
+const DEFAULT_FLOW_CACHE: usize = 262_144;
 
 /// Rounds per row unless `--repeat` says otherwise (one round on a shared VM can be
 /// off by 30 %; the median of three is steadier).
@@ -101,6 +105,7 @@ struct Options {
     flows: Vec<u32>,
     rows: Vec<Variant>,
     repeat: usize,
+    flow_cache: usize,
     xvs: PathBuf,
     append: bool,
     force: bool,
@@ -136,6 +141,7 @@ fn parse_args() -> Result<Options> {
         flows: vec![1024, 65535],
         rows: Variant::ALL.to_vec(),
         repeat: DEFAULT_REPEAT,
+        flow_cache: DEFAULT_FLOW_CACHE,
         xvs: std::env::current_exe()?
             .parent()
             .map(|d| d.join("xvs"))
@@ -170,6 +176,7 @@ fn parse_args() -> Result<Options> {
                     .collect();
             }
             "--repeat" => o.repeat = val()?.parse().context("--repeat")?,
+            "--flow-cache" => o.flow_cache = val()?.parse().context("--flow-cache")?,
             "--xvs" => o.xvs = PathBuf::from(val()?),
             "--no-append" => o.append = false,
             "--force" => o.force = true,
@@ -443,6 +450,10 @@ fn render(o: &Options, rows: &[Row]) -> String {
             String::new()
         } else {
             format!(" --repeat {}", o.repeat)
+        } + &if o.flow_cache == DEFAULT_FLOW_CACHE {
+            String::new()
+        } else {
+            format!(" --flow-cache {}", o.flow_cache)
         },
         o.size,
         if o.repeat > 1 {
@@ -704,10 +715,11 @@ impl Lab {
                     String::new()
                 };
                 let config = format!(
-                    "director:\n  interfaces: [ext, int]\n  {io}\n  cores: [1]\n  control_socket: {sock}\n  tables: {{connections: 262144, persistence: 1024, shards: 64, flow_cache: 262144}}\nservices:\n  - name: bench\n    protocol: udp\n    vip: {VIP}\n    port: {PORT}\n    scheduler: rr\n    method: {method}\n    real_servers:\n      - {{address: {}{port}}}\n      - {{address: {}{port}}}\n",
+                    "director:\n  interfaces: [ext, int]\n  {io}\n  cores: [1]\n  control_socket: {sock}\n  tables: {{connections: 262144, persistence: 1024, shards: 64, flow_cache: {flow_cache}}}\nservices:\n  - name: bench\n    protocol: udp\n    vip: {VIP}\n    port: {PORT}\n    scheduler: rr\n    method: {method}\n    real_servers:\n      - {{address: {}{port}}}\n      - {{address: {}{port}}}\n",
                     SERVERS[0],
                     SERVERS[1],
                     sock = self.dir.join("xvs.sock").display(),
+                    flow_cache = o.flow_cache,
                 );
                 let path = self.dir.join("xvs.yaml");
                 std::fs::write(&path, config)?;
