@@ -278,8 +278,10 @@ struct Shard {
     hand: usize,
 }
 
-/// What a worker may read of a shard without its lock: addresses to prefetch.
+/// What a worker may read of a shard without its lock: addresses to prefetch. One
+/// cache line per shard: an insert in one shard does not disturb the others' hints.
 #[derive(Debug)]
+#[repr(align(64))]
 struct Hints {
     index: BucketMap,
     /// Address of the slot the next insert takes (updated under the lock).
