@@ -454,6 +454,7 @@ impl ConnTable {
                 return Ok(Opened::Found(found(&mut s.slots[slot])));
             }
             on_removed(&s.remove_slot(slot, h));
+            self.publish_next_slot(shard, &s);
         }
         let conn = create()?;
         debug_assert_eq!(conn.original_tuple(), *t);
