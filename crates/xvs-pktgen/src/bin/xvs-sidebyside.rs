@@ -16,6 +16,11 @@
 //! (from the generator's timestamps, read by the sink). It prints one table and
 //! appends it, with date, commit and command, to `benches/RESULTS.md`.
 //!
+//! Paired measurement: a shared VM's speed drifts by tens of percent within
+//! minutes, so (a) is measured again right before every other row, and that row's
+//! ratio and 80 % load come from this neighbouring (a); with `--repeat N` each
+//! figure (ratios included) is the median over the rounds.
+//!
 //! Safety: lab addresses only (198.18.0.0/15), namespaces made and deleted by
 //! this run (also on Ctrl-C / SIGTERM, checked between phases), every loop
 //! bounded in frames and time, children ended by their PID.
@@ -41,7 +46,8 @@ const USAGE: &str =
     "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--flow-cache N] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
   nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md
-  --rows picks some of the rows (a) to (e); (a) is always measured (the others' reference)
+  --rows picks some of the rows (a) to (e); (a) is always measured, right before each other
+  row (its reference: ratios and the 80 % load are against the (a) just before)
   --repeat N measures every row N times (default 3), rounds interleaved, and reports each
   figure's median (one round on a shared VM can be off by 30 %)
   --flow-cache N sets xvs's per-worker flow cache (director.tables.flow_cache; default 262144)";
@@ -118,6 +124,8 @@ struct Row {
     flows: u32,
     offered_mpps: f64,
     delivered_mpps: f64,
+    /// `delivered_mpps` over that of the (a) measured just before (1 for (a)).
+    ratio: f64,
     loss_at_80: f64,
     p50_us: f64,
     p99_us: f64,
@@ -280,33 +288,65 @@ fn run() -> Result<()> {
     let mut rows = Vec::new();
     for &flows in &o.flows {
         let sink = lab.sink(flows.max(1024))?;
+        let mut bare_rounds: Vec<Row> = Vec::new();
         let mut rounds: Vec<Vec<Row>> = Vec::new();
+        let others: Vec<Variant> = o
+            .rows
+            .iter()
+            .copied()
+            .filter(|&v| v != Variant::Bare)
+            .collect();
+        let measure_one = |variant: Variant, round: usize, bare: Option<&Row>| {
+            if stop.load(Ordering::Relaxed) {
+                bail!("interrupted; the lab is torn down");
+            }
+            eprintln!(
+                "measuring {} with {flows} flows (round {round} of {}) ...",
+                variant.label(),
+                o.repeat
+            );
+            let mut row = measure(
+                &lab,
+                &o,
+                &sink,
+                variant,
+                flows,
+                bare.map(|b| b.delivered_mpps),
+                &stop,
+            )
+            .with_context(|| format!("{} with {flows} flows", variant.label()))?;
+            if let Some(b) = bare {
+                row.ratio = row.delivered_mpps / b.delivered_mpps.max(f64::MIN_POSITIVE);
+            }
+            eprintln!(
+                "  {:.3} Mpps delivered (offered {:.2}, {:.2} × the (a) before it), loss at 80 % {:.2} %, p50 {:.1} µs, p99 {:.1} µs",
+                row.delivered_mpps,
+                row.offered_mpps,
+                row.ratio,
+                row.loss_at_80,
+                row.p50_us,
+                row.p99_us
+            );
+            Ok(row)
+        };
         for round in 1..=o.repeat {
-            let mut bare_rate = None;
             let mut measured = Vec::new();
-            for &variant in &o.rows {
-                if stop.load(Ordering::Relaxed) {
-                    bail!("interrupted; the lab is torn down");
+            // (a) right before each other row (once when it is the only row).
+            for variant in others
+                .iter()
+                .map(Some)
+                .chain(others.is_empty().then_some(None))
+            {
+                let bare = measure_one(Variant::Bare, round, None)?;
+                bare_rounds.push(bare);
+                if let Some(&variant) = variant {
+                    measured.push(measure_one(variant, round, Some(&bare))?);
                 }
-                eprintln!(
-                    "measuring {} with {flows} flows (round {round} of {}) ...",
-                    variant.label(),
-                    o.repeat
-                );
-                let row = measure(&lab, &o, &sink, variant, flows, bare_rate, &stop)
-                    .with_context(|| format!("{} with {flows} flows", variant.label()))?;
-                if variant == Variant::Bare {
-                    bare_rate = Some(row.delivered_mpps);
-                }
-                eprintln!(
-                    "  {:.3} Mpps delivered (offered {:.2}), loss at 80 % {:.2} %, p50 {:.1} µs, p99 {:.1} µs",
-                    row.delivered_mpps, row.offered_mpps, row.loss_at_80, row.p50_us, row.p99_us
-                );
-                measured.push(row);
             }
             rounds.push(measured);
         }
-        rows.extend((0..o.rows.len()).map(|i| median_row(rounds.iter().map(|r| r[i]))));
+        rows.push(median_row(bare_rounds.into_iter()));
+        rows.extend((0..others.len()).map(|i| median_row(rounds.iter().map(|r| r[i]))));
     }
     let table = render(&o, &rows);
     print!("{table}");
@@ -374,6 +414,7 @@ fn measure(
         flows,
         offered_mpps: flat.pps() / 1e6,
         delivered_mpps,
+        ratio: 1.0,
         loss_at_80: loss,
         p50_us: quantile(&buckets, 0.50) as f64 / 1e3,
         p99_us: quantile(&buckets, 0.99) as f64 / 1e3,
@@ -391,6 +432,7 @@ fn median_row(rounds: impl Iterator<Item = Row>) -> Row {
     Row {
         offered_mpps: median(|r| r.offered_mpps),
         delivered_mpps: median(|r| r.delivered_mpps),
+        ratio: median(|r| r.ratio),
         loss_at_80: median(|r| r.loss_at_80),
         p50_us: median(|r| r.p50_us),
         p99_us: median(|r| r.p99_us),
@@ -431,7 +473,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. Loss and latency at 80 % of (a)'s flat-out rate.{}\n",
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. (a) is measured again right before every other row: each row's ratio, and its loss and latency at 80 %, are against that (a) (this VM's speed drifts within minutes).{}\n",
         o.seconds,
         o.size,
         o.flows
@@ -458,7 +500,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
         o.size,
         if o.repeat > 1 {
             format!(
-                " Every row measured {} times (rounds interleaved); each figure is the median.",
+                " Every row measured {} times (rounds interleaved); each figure, ratios included, is the median.",
                 o.repeat
             )
         } else {
@@ -471,10 +513,6 @@ fn render(o: &Options, rows: &[Row]) -> String {
     );
     let _ = writeln!(t, "|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let bare = rows
-            .iter()
-            .find(|b| b.flows == r.flows && b.variant == Variant::Bare)
-            .map_or(1.0, |b| b.delivered_mpps);
         let _ = writeln!(
             t,
             "| {} | {} | {:.2} | {:.3} | {:.2} | {:.2} | {:.1} | {:.1} |",
@@ -482,17 +520,18 @@ fn render(o: &Options, rows: &[Row]) -> String {
             r.flows,
             r.offered_mpps,
             r.delivered_mpps,
-            r.delivered_mpps / bare,
+            r.ratio,
             r.loss_at_80,
             r.p50_us,
             r.p99_us
         );
     }
     for &flows in &o.flows {
+        // Through the paired ratios to (a): drift between rows cancels.
         let get = |v: Variant| {
             rows.iter()
                 .find(|r| r.flows == flows && r.variant == v)
-                .map(|r| r.delivered_mpps.max(f64::MIN_POSITIVE))
+                .map(|r| r.ratio.max(f64::MIN_POSITIVE))
         };
         let ratio = |a: Variant, b: Variant| match (get(a), get(b)) {
             (Some(x), Some(y)) => format!("{:.2}", x / y),
