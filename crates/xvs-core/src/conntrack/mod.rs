@@ -407,8 +407,28 @@ impl ConnTable {
         on_removed: impl FnMut(&Conn),
         f: impl FnOnce(&mut Conn, Direction) -> R,
     ) -> Option<R> {
+        self.lookup_from(Direction::Original, t, now, on_removed, f)
+    }
+
+    /// [`ConnTable::lookup`], trying `t` as a `first` before the other direction —
+    /// `Reply` first for a packet that can only come from the server side (a SYN-ACK),
+    /// so that it does not lock the shard of the server's own endpoint, which every
+    /// such packet of that server would share, before its own.
+    #[inline]
+    pub fn lookup_from<R>(
+        &self,
+        first: Direction,
+        t: &Tuple,
+        now: Time,
+        on_removed: impl FnMut(&Conn),
+        f: impl FnOnce(&mut Conn, Direction) -> R,
+    ) -> Option<R> {
         let mut on_removed = on_removed;
-        for dir in [Direction::Original, Direction::Reply] {
+        let order = match first {
+            Direction::Original => [Direction::Original, Direction::Reply],
+            Direction::Reply => [Direction::Reply, Direction::Original],
+        };
+        for dir in order {
             let (addr, port) = match dir {
                 Direction::Original => (&t.src, t.sport),
                 Direction::Reply => (&t.dst, t.dport),
@@ -696,6 +716,19 @@ mod tests {
         assert_eq!(table.remove(&t).map(|c| c.dest), Some(DestId(7)));
         assert!(table.lookup(&reply, Time(1), |_| {}, |_, _| ()).is_none());
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn lookup_from_either_side_finds_the_same_entry() {
+        let table = ConnTable::new(1024, 8, 1);
+        let t = tuple("198.18.0.10", 40000, "198.18.1.1", 80);
+        table.insert(conn(&t, "198.19.0.2", true, 1000), Time(0), |_| {});
+        let reply = tuple("198.19.0.2", 8080, "198.18.0.10", 40000);
+        for first in [Direction::Original, Direction::Reply] {
+            let look = |t: &Tuple| table.lookup_from(first, t, Time(1), |_| {}, |_, d| d);
+            assert_eq!(look(&t), Some(Direction::Original));
+            assert_eq!(look(&reply), Some(Direction::Reply));
+        }
     }
 
     #[test]

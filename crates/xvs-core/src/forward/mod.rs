@@ -651,7 +651,14 @@ impl Cx<'_> {
         }
         let (shared, snap) = (self.shared, self.snap);
         let mut expired = None;
-        let hit = shared.conns.lookup(
+        // A SYN-ACK only comes from a server: its reply key is tried first.
+        let first = if p.ip.protocol == TCP && p.tcp.syn && p.tcp.ack {
+            Direction::Reply
+        } else {
+            Direction::Original
+        };
+        let hit = shared.conns.lookup_from(
+            first,
             &tuple,
             now,
             |gone| expired = Some(*gone),
