@@ -127,11 +127,6 @@ impl Index {
         self.len == 0
     }
 
-    /// Bytes of memory the index occupies.
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.buckets)
-    }
-
     /// Address of the bucket holding `value` (tests: where an entry really is).
     #[cfg(test)]
     pub(crate) fn bucket_addr_of(&self, value: u32) -> Option<usize> {

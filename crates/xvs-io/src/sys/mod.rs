@@ -102,18 +102,9 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     }
 }
 
-/// Asks the CPU to start loading every cache line of `value` (a hint for data about
-/// to be used: the loads of many values then overlap). No effect off x86_64.
-#[inline]
-pub fn prefetch<T>(value: &T) {
-    let start = std::ptr::from_ref(value) as usize;
-    for offset in (0..size_of_val(value)).step_by(64) {
-        prefetch_addr(start + offset);
-    }
-}
-
-/// Asks the CPU to start loading the cache line at `addr` — any address: a prefetch
-/// never faults. No effect off x86_64.
+/// Asks the CPU to start loading the cache line at `addr` (a hint for data about to
+/// be used: the loads of many lines then overlap) — any address: a prefetch never
+/// faults. No effect off x86_64.
 #[inline]
 pub fn prefetch_addr(addr: usize) {
     #[cfg(target_arch = "x86_64")]
