@@ -695,7 +695,20 @@ impl Cx<'_> {
             self.cache.forget(&conn.original_tuple());
             self.cache.forget(&conn.reply_tuple());
         }
-        let plan = self.plan(&conn, dir)?;
+        self.follow(frame, p, &conn, dir, steady)
+    }
+
+    /// Forward a packet travelling `dir` on connection `conn` by the connection's
+    /// plan (cached for the `steady` packets that follow).
+    fn follow(
+        &mut self,
+        frame: &mut [u8],
+        p: &Parsed,
+        conn: &Conn,
+        dir: Direction,
+        steady: bool,
+    ) -> Step<Verdict> {
+        let plan = self.plan(conn, dir)?;
         if steady {
             self.cache
                 .put(&p.tuple(), &plan, conn.state(), self.now, conn.expires);
@@ -771,8 +784,7 @@ impl Cx<'_> {
                 if conn.is_persistent() {
                     shared.release_template(&snap.services, &conn);
                 }
-                let plan = self.plan(&c, Direction::Original)?;
-                self.apply(frame, &p.ip, p.frag_key(), &plan)
+                self.follow(frame, p, &c, Direction::Original, steady)
             }
         }
     }
@@ -879,12 +891,7 @@ impl Cx<'_> {
         if outcome == Inserted::EvictedLive {
             self.stats.conns_evicted += 1;
         }
-        let plan = self.plan(&conn, Direction::Original)?;
-        if steady {
-            self.cache
-                .put(&p.tuple(), &plan, conn.state(), self.now, conn.expires);
-        }
-        self.apply(frame, &p.ip, p.frag_key(), &plan)
+        self.follow(frame, p, &conn, Direction::Original, steady)
     }
 
     /// How packets travelling `dir` on connection `c` leave (fails when the next hop

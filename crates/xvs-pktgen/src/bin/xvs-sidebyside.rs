@@ -332,16 +332,13 @@ fn run() -> Result<()> {
         for round in 1..=o.repeat {
             let mut measured = Vec::new();
             // (a) right before each other row (once when it is the only row).
-            for variant in others
-                .iter()
-                .map(Some)
-                .chain(others.is_empty().then_some(None))
-            {
+            if others.is_empty() {
+                bare_rounds.push(measure_one(Variant::Bare, round, None)?);
+            }
+            for &variant in &others {
                 let bare = measure_one(Variant::Bare, round, None)?;
                 bare_rounds.push(bare);
-                if let Some(&variant) = variant {
-                    measured.push(measure_one(variant, round, Some(&bare))?);
-                }
+                measured.push(measure_one(variant, round, Some(&bare))?);
             }
             rounds.push(measured);
         }
