@@ -7,6 +7,7 @@
 pub mod bpf;
 pub mod clock;
 pub mod ethtool;
+pub mod hugealloc;
 pub mod netlink;
 pub mod packet;
 pub mod tpacket;
