@@ -9,9 +9,12 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use xvs_core::wire::{EthernetFrame, Ipv4Packet, TcpPacket, checksum};
+use xvs_io::sys::bpf::BpfError;
 use xvs_io::sys::packet::PacketSocket;
 use xvs_pktgen::lab::{GEN_MAC, SINK_MAC, VethLab, ip, run_in_private_netns};
-use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
+use xvs_pktgen::{
+    GenError, GenReport, Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec,
+};
 
 /// Whether this test may run: true as root. Otherwise prints a visible
 /// `SKIP: <reason>` and returns false — or panics when
@@ -21,6 +24,33 @@ fn privileged(test: &str) -> bool {
         test,
         "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW) for netns, veth and XDP",
     )
+}
+
+/// Runs the generator; `None` — after a visible `SKIP:` line — when this kernel
+/// refuses `BPF_PROG_TEST_RUN` with live frames (EPERM). That is a platform
+/// restriction, not a missing privilege: it was met on 2026-12-06 on a 6.18
+/// Firecracker guest kernel while the process held CAP_BPF, CAP_NET_ADMIN and
+/// CAP_SYS_ADMIN. Any other error fails the test.
+fn run_or_skip(
+    test: &str,
+    generator: &Generator,
+    pace: Pace,
+    count: u64,
+    limit: Duration,
+) -> Option<GenReport> {
+    match generator.run(pace, count, limit) {
+        Ok(run) => Some(run),
+        Err(GenError::Bpf {
+            source: BpfError::Syscall { cmd, source },
+            ..
+        }) if cmd.contains("live frames")
+            && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            eprintln!("SKIP: {test}: this kernel refuses {cmd} ({source})");
+            None
+        }
+        Err(e) => panic!("run: {e:?}"),
+    }
 }
 
 const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -56,7 +86,8 @@ fn sink(lab: &VethLab, flows: u32) -> Sink {
 
 #[test]
 fn a_fixed_count_is_delivered_and_counted_per_flow_and_destination() {
-    if !privileged("veth::a_fixed_count_is_delivered_and_counted_per_flow_and_destination") {
+    const TEST: &str = "veth::a_fixed_count_is_delivered_and_counted_per_flow_and_destination";
+    if !privileged(TEST) {
         return;
     }
     run_in_private_netns(|| {
@@ -65,9 +96,15 @@ fn a_fixed_count_is_delivered_and_counted_per_flow_and_destination() {
         let lab = VethLab::create("g0", "s0").expect("lab");
         let sink = sink(&lab, FLOWS);
         let generator = generator(&lab, Proto::Udp, FLOWS);
-        let run = generator
-            .run(Pace::FlatOut, COUNT, Duration::from_secs(5))
-            .expect("run");
+        let Some(run) = run_or_skip(
+            TEST,
+            &generator,
+            Pace::FlatOut,
+            COUNT,
+            Duration::from_secs(5),
+        ) else {
+            return;
+        };
         assert_eq!(run.sent, COUNT, "the count bounds the run: {run:?}");
         sink.settle(Duration::from_millis(50), Duration::from_secs(1))
             .expect("settle");
@@ -123,7 +160,8 @@ fn a_fixed_count_is_delivered_and_counted_per_flow_and_destination() {
 
 #[test]
 fn a_paced_run_keeps_the_rate_within_20_percent() {
-    if !privileged("veth::a_paced_run_keeps_the_rate_within_20_percent") {
+    const TEST: &str = "veth::a_paced_run_keeps_the_rate_within_20_percent";
+    if !privileged(TEST) {
         return;
     }
     run_in_private_netns(|| {
@@ -131,9 +169,15 @@ fn a_paced_run_keeps_the_rate_within_20_percent() {
         let lab = VethLab::create("g0", "s0").expect("lab");
         let sink = sink(&lab, 16);
         let generator = generator(&lab, Proto::Udp, 16);
-        let run = generator
-            .run(Pace::Rate(RATE), u64::MAX, Duration::from_secs(2))
-            .expect("run");
+        let Some(run) = run_or_skip(
+            TEST,
+            &generator,
+            Pace::Rate(RATE),
+            u64::MAX,
+            Duration::from_secs(2),
+        ) else {
+            return;
+        };
         let delivered = sink
             .settle(Duration::from_millis(50), Duration::from_secs(1))
             .expect("settle");
@@ -166,7 +210,8 @@ fn a_paced_run_keeps_the_rate_within_20_percent() {
 /// with a previous frame's bytes (the sink's path) is updated the same way.
 #[test]
 fn live_tcp_frames_carry_valid_checksums_and_rotating_ports() {
-    if !privileged("veth::live_tcp_frames_carry_valid_checksums_and_rotating_ports") {
+    const TEST: &str = "veth::live_tcp_frames_carry_valid_checksums_and_rotating_ports";
+    if !privileged(TEST) {
         return;
     }
     run_in_private_netns(|| {
@@ -180,9 +225,15 @@ fn live_tcp_frames_carry_valid_checksums_and_rotating_ports() {
         let generator = generator(&lab, Proto::Tcp, 7);
         let preview = generator.preview().expect("preview");
         assert_eq!(preview.len(), 64);
-        let run = generator
-            .run(Pace::FlatOut, COUNT, Duration::from_secs(2))
-            .expect("run");
+        let Some(run) = run_or_skip(
+            TEST,
+            &generator,
+            Pace::FlatOut,
+            COUNT,
+            Duration::from_secs(2),
+        ) else {
+            return;
+        };
         assert_eq!(run.sent, COUNT);
         let mut buf = [0u8; 2048];
         let mut ports = std::collections::BTreeSet::new();
