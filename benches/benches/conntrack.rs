@@ -11,11 +11,6 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use xvs_benches::{CpuPrefetch, conn, scramble, tuple};
 use xvs_core::conntrack::{Conn, ConnTable, InsertOutcome};
 use xvs_core::time::Time;
-use xvs_io::sys::hugealloc::HugePageAlloc;
-
-/// Large tables on transparent huge pages, as in the `xvs` binary.
-#[global_allocator]
-static ALLOC: HugePageAlloc = HugePageAlloc;
 
 const NOW: Time = Time(1000);
 

@@ -21,11 +21,6 @@ use xvs_core::time::Time;
 use xvs_core::wire::build::FrameSpec;
 use xvs_core::wire::tcp_flags::{ACK, SYN};
 use xvs_core::{Snapshot, TableSizes, Verdict};
-use xvs_io::sys::hugealloc::HugePageAlloc;
-
-/// Large tables on transparent huge pages, as in the `xvs` binary.
-#[global_allocator]
-static ALLOC: HugePageAlloc = HugePageAlloc;
 
 const LIVE: u32 = 100_000;
 const NOW: Time = Time(1000);

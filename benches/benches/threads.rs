@@ -13,11 +13,6 @@ use xvs_benches::{ack, syn};
 use xvs_core::lab::{EXT, lab_with};
 use xvs_core::time::Time;
 use xvs_core::{Director, TableSizes};
-use xvs_io::sys::hugealloc::HugePageAlloc;
-
-/// Large tables on transparent huge pages, as in the `xvs` binary.
-#[global_allocator]
-static ALLOC: HugePageAlloc = HugePageAlloc;
 
 const NOW: Time = Time(1000);
 const FLOWS: u32 = 100_000;

@@ -1,5 +1,8 @@
 //! Shared helpers for the criterion benches of the xvs decision engine: frames and
 //! flows of the example lab (`xvs_core::lab`), generated deterministically.
+//!
+//! Every bench links this library, so its global allocator is theirs: large tables
+//! on transparent huge pages, as in the `xvs` binary.
 
 use std::net::SocketAddr;
 
@@ -10,6 +13,10 @@ use xvs_core::service::DestId;
 use xvs_core::time::Time;
 use xvs_core::wire::build::FrameSpec;
 use xvs_core::wire::tcp_flags::{ACK, SYN};
+use xvs_io::sys::hugealloc::HugePageAlloc;
+
+#[global_allocator]
+static ALLOC: HugePageAlloc = HugePageAlloc;
 
 /// Client `i` of the lab: 198.18.0.0/24 hosts × ports 1024.. (≈ 16 M distinct).
 pub fn client(i: u32) -> SocketAddr {

@@ -151,6 +151,23 @@ pub struct Generator {
     verifier_stats: String,
 }
 
+/// What [`Generator::run`] reports when its `BPF_PROG_RUN` call fails.
+const SENDING: &str = "sending live frames";
+
+impl GenError {
+    /// Whether the kernel refused `BPF_PROG_RUN` with live frames (EPERM). Some
+    /// guest kernels do so even to a process holding every BPF and network
+    /// capability (a 6.18 Firecracker guest, 2026-12-06): a platform restriction,
+    /// not a missing privilege.
+    pub fn live_frames_refused(&self) -> bool {
+        matches!(
+            self,
+            GenError::Bpf { what: SENDING, source: BpfError::Syscall { source, .. } }
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+        )
+    }
+}
+
 fn bpf_err(what: &'static str) -> impl FnOnce(BpfError) -> GenError {
     move |source| GenError::Bpf { what, source }
 }
@@ -224,7 +241,7 @@ impl Generator {
             n,
             self.config.batch_size,
         )
-        .map_err(bpf_err("sending live frames"))?;
+        .map_err(bpf_err(SENDING))?;
         Ok(run.duration_ns)
     }
 

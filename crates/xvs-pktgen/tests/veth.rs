@@ -9,11 +9,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use xvs_core::wire::{EthernetFrame, Ipv4Packet, TcpPacket, checksum};
-use xvs_io::sys::bpf::BpfError;
 use xvs_io::sys::packet::PacketSocket;
 use xvs_pktgen::lab::{GEN_MAC, SINK_MAC, VethLab, ip, run_in_private_netns};
 use xvs_pktgen::{
-    GenError, GenReport, Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec,
+    GenReport, Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec,
 };
 
 /// Whether this test may run: true as root. Otherwise prints a visible
@@ -27,10 +26,8 @@ fn privileged(test: &str) -> bool {
 }
 
 /// Runs the generator; `None` — after a visible `SKIP:` line — when this kernel
-/// refuses `BPF_PROG_TEST_RUN` with live frames (EPERM). That is a platform
-/// restriction, not a missing privilege: it was met on 2026-12-06 on a 6.18
-/// Firecracker guest kernel while the process held CAP_BPF, CAP_NET_ADMIN and
-/// CAP_SYS_ADMIN. Any other error fails the test.
+/// refuses live frames ([`GenError::live_frames_refused`]). Any other error fails
+/// the test.
 fn run_or_skip(
     test: &str,
     generator: &Generator,
@@ -40,13 +37,8 @@ fn run_or_skip(
 ) -> Option<GenReport> {
     match generator.run(pace, count, limit) {
         Ok(run) => Some(run),
-        Err(GenError::Bpf {
-            source: BpfError::Syscall { cmd, source },
-            ..
-        }) if cmd.contains("live frames")
-            && source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            eprintln!("SKIP: {test}: this kernel refuses {cmd} ({source})");
+        Err(e) if e.live_frames_refused() => {
+            eprintln!("SKIP: {test}: this kernel refuses BPF_PROG_RUN live frames ({e})");
             None
         }
         Err(e) => panic!("run: {e:?}"),

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use xvs_io::sys::hugealloc::HugePageAlloc;
 
 mod control;
 mod ctl;
@@ -29,7 +30,7 @@ mod worker;
 /// Large allocations (the shared connection and persistence tables) on transparent
 /// huge pages: fewer TLB misses per lookup in tables of millions of entries.
 #[global_allocator]
-static ALLOC: xvs_io::sys::hugealloc::HugePageAlloc = xvs_io::sys::hugealloc::HugePageAlloc;
+static ALLOC: HugePageAlloc = HugePageAlloc;
 
 const USAGE: &str = "usage: xvs run -c FILE        run the director on the configuration in FILE
        xvs check -c FILE      validate FILE and exit (0 valid, 2 invalid)
