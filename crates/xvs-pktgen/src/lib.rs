@@ -13,8 +13,9 @@
 //!   frames (recognised by a payload marker) per destination address, per flow
 //!   and in a log-linear latency histogram, then drops them; every other frame
 //!   (ARP!) is passed to the kernel.
-//! - [`xsk_gen`]: a smooth, paced generator through an AF_XDP socket (≤ ≈ 1 Mpps,
-//!   same frames and timestamps) for loss and latency at a given load.
+//! - [`xsk_gen`]: a smooth generator through an AF_XDP socket (≤ ≈ 1 Mpps, same
+//!   frames and timestamps), paced for loss and latency at a given load, flat
+//!   out where the kernel refuses live frames.
 //! - [`lab`]: a private network namespace with a veth pair, for the self-test
 //!   and the tests.
 //!
@@ -33,4 +34,4 @@ pub mod xsk_gen;
 pub use frame::{FrameError, Proto, TemplateSpec};
 pub use generator::{GenError, GenReport, Generator, GeneratorConfig, Pace};
 pub use sink::{Sink, SinkError, SinkOptions, SinkReport};
-pub use xsk_gen::{XskGenError, send_paced};
+pub use xsk_gen::XskGenError;

@@ -30,7 +30,7 @@ const USAGE: &str = "usage:
   xvs-pktgen selftest [--secs S] [--flows N] [--size BYTES] [--proto udp|tcp] [--rate PPS] [--batch N] [--cpu C]
   xvs-pktgen gen --dev IF --dst-mac MAC --src ADDR --dst ADDR [--dport P] [--sport P] [--flows N]
                  [--size BYTES] [--proto udp|tcp] [--secs S] [--count N] [--rate PPS] [--batch N] [--cpu C]
-                 [--xsk]   (send through an AF_XDP socket instead: smooth, needs --rate, ≤ ~1 Mpps)
+                 [--xsk]   (send through an AF_XDP socket instead: smooth, ≤ ~1 Mpps)
   xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic]";
 
 /// `--flag value` pairs (and bare `--generic`).
@@ -175,13 +175,14 @@ fn gen_cmd(args: &[String]) -> Result<()> {
     let xsk = o.remove("--xsk").is_some();
     no_more(&o)?;
     pin(cpu)?;
+    let pace = rate.map_or(Pace::FlatOut, Pace::Rate);
     if xsk {
-        let rate = rate.context("--xsk needs --rate")?;
-        let sent = xvs_pktgen::send_paced(&dev, &template, flows, rate, duration)?;
+        let start = std::time::Instant::now();
+        let sent = xvs_pktgen::xsk_gen::send(&dev, &template, flows, pace, count, duration)?;
+        let secs = start.elapsed().as_secs_f64();
         println!(
-            "sent {sent} frames through AF_XDP in {:.3} s: {:.3} Mpps",
-            duration.as_secs_f64(),
-            sent as f64 / duration.as_secs_f64() / 1e6
+            "sent {sent} frames through AF_XDP in {secs:.3} s: {:.3} Mpps",
+            sent as f64 / secs / 1e6
         );
         return Ok(());
     }
@@ -191,7 +192,7 @@ fn gen_cmd(args: &[String]) -> Result<()> {
         ifindex,
         batch_size,
     })?;
-    let run = generator.run(rate.map_or(Pace::FlatOut, Pace::Rate), count, duration)?;
+    let run = generator.run(pace, count, duration)?;
     println!("{run}");
     Ok(())
 }

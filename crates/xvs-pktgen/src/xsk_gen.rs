@@ -1,9 +1,10 @@
 //! The smooth generator: frames sent through an AF_XDP socket (copy-mode tx),
-//! paced in batches of at most 64, each with its flow's source port and a
+//! in batches of at most 64, each with its flow's source port and a
 //! `CLOCK_MONOTONIC` timestamp (the clock of the sink's `bpf_ktime_get_ns()`).
 //! Up to about 1 Mpps on this VM, but without the bursts of live frames (each
 //! `BPF_PROG_RUN` call has a fixed cost of tens of ms): the source for loss and
-//! latency figures at a given load.
+//! latency figures at a given load, and the flat-out source where the kernel
+//! refuses live frames ([`crate::GenError::live_frames_refused`]).
 //!
 //! Invariants: the loop is bounded by `duration` (plus at most 200 ms to let
 //! the last frames leave); UMEM frames are recycled, nothing allocates per frame.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use xvs_io::xsk::{Port, XskConfig, XskError};
 
 use crate::frame::{FrameError, L4_OFFSET, TemplateSpec};
+use crate::generator::Pace;
 
 /// Errors of the AF_XDP generator.
 #[derive(Debug, thiserror::Error)]
@@ -34,19 +36,22 @@ pub enum XskGenError {
     Rate,
 }
 
-/// Sends `template` frames over `flows` flows (source ports `base_src_port ..`)
-/// out of `ifname` at `rate` frames per second for `duration`; returns the
-/// frames handed to the kernel.
-pub fn send_paced(
+/// Sends up to `count` `template` frames over `flows` flows (source ports
+/// `base_src_port ..`) out of `ifname` at `pace` for at most `duration`;
+/// returns the frames handed to the kernel.
+pub fn send(
     ifname: &str,
     template: &TemplateSpec,
     flows: u32,
-    rate: u64,
+    pace: Pace,
+    count: u64,
     duration: Duration,
 ) -> Result<u64, XskGenError> {
-    if rate == 0 {
-        return Err(XskGenError::Rate);
-    }
+    let rate = match pace {
+        Pace::FlatOut => None,
+        Pace::Rate(0) => return Err(XskGenError::Rate),
+        Pace::Rate(r) => Some(r),
+    };
     let xsk = |source| XskGenError::Xsk {
         ifname: ifname.to_owned(),
         source,
@@ -59,10 +64,12 @@ pub fn send_paced(
     let mut batch = Vec::with_capacity(64);
     let start = Instant::now();
     let mut sent = 0u64;
-    while start.elapsed() < duration {
+    while sent < count && start.elapsed() < duration {
         sock.complete();
-        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        let want = due.saturating_sub(sent).min(64);
+        let due = rate.map_or(u64::MAX, |r| {
+            (start.elapsed().as_secs_f64() * r as f64) as u64
+        });
+        let want = due.min(count).saturating_sub(sent).min(64);
         if want == 0 {
             std::thread::sleep(Duration::from_micros(20));
             continue;
@@ -83,7 +90,7 @@ pub fn send_paced(
             sock.recycle(f);
         }
         sent += put as u64;
-        if put < queued {
+        if put < queued || queued == 0 {
             std::thread::sleep(Duration::from_micros(20));
         }
     }

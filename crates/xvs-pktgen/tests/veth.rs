@@ -425,8 +425,15 @@ fn the_af_xdp_source_is_smooth_and_timestamped() {
         let sink = sink(&lab, FLOWS);
         let template = generator(&lab, Proto::Udp, FLOWS).config().template.clone();
         let start = std::time::Instant::now();
-        let sent = xvs_pktgen::send_paced("g0", &template, FLOWS, RATE, Duration::from_secs(1))
-            .expect("paced AF_XDP run");
+        let sent = xvs_pktgen::xsk_gen::send(
+            "g0",
+            &template,
+            FLOWS,
+            Pace::Rate(RATE),
+            u64::MAX,
+            Duration::from_secs(1),
+        )
+        .expect("paced AF_XDP run");
         let took = start.elapsed();
         sink.settle(Duration::from_millis(50), Duration::from_secs(1))
             .expect("settle");
@@ -457,5 +464,50 @@ fn the_af_xdp_source_is_smooth_and_timestamped() {
             "p50 {p50} ns from userspace timestamps"
         );
         assert!(took < Duration::from_millis(1500), "bounded: {took:?}");
+    });
+}
+
+#[test]
+fn the_af_xdp_source_flat_out_stops_at_its_count() {
+    if !privileged("veth::the_af_xdp_source_flat_out_stops_at_its_count") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const COUNT: u64 = 20_000;
+        const FLOWS: u32 = 16;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = sink(&lab, FLOWS);
+        let template = generator(&lab, Proto::Udp, FLOWS).config().template.clone();
+        let start = Instant::now();
+        let sent = xvs_pktgen::xsk_gen::send(
+            "g0",
+            &template,
+            FLOWS,
+            Pace::FlatOut,
+            COUNT,
+            Duration::from_secs(5),
+        )
+        .expect("flat-out AF_XDP run");
+        let took = start.elapsed();
+        sink.settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let r = sink.read().expect("read");
+        eprintln!(
+            "flat out, {COUNT} frames: sent {sent} in {took:?} ({:.3} Mpps), delivered {}",
+            sent as f64 / took.as_secs_f64() / 1e6,
+            r.delivered
+        );
+        assert_eq!(sent, COUNT, "the count bounds a flat-out run");
+        assert!(
+            r.delivered * 100 >= sent * 95,
+            "delivered {} of {sent}",
+            r.delivered
+        );
+        assert_eq!(
+            r.flows_seen(),
+            FLOWS as usize,
+            "every flow: {:?}",
+            r.per_flow
+        );
     });
 }

@@ -16,6 +16,11 @@
 //! (from the generator's timestamps, read by the sink). It prints one table and
 //! appends it, with date, commit and command, to `benches/RESULTS.md`.
 //!
+//! Flat out, frames come from `BPF_PROG_RUN` live frames (≈ 6 Mpps); where the
+//! kernel refuses those (some guest kernels do, to root), from the AF_XDP tx
+//! generator (≈ 1 Mpps), said in the table's header: then the generator may be
+//! the limit, and the ratios say less.
+//!
 //! Paired measurement: a shared VM's speed drifts by tens of percent within
 //! minutes, so (a) is measured again right before every other row, and that row's
 //! ratio and 80 % load come from this neighbouring (a); with `--repeat N` each
@@ -40,7 +45,9 @@ use xvs_io::frames::{Fate, FrameIo};
 use xvs_io::steer::{SteeringProgram, XdpMode};
 use xvs_io::xsk::{PortSet, XskConfig};
 use xvs_pktgen::program::bucket_value;
-use xvs_pktgen::{Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec};
+use xvs_pktgen::{
+    GenError, Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec,
+};
 
 const USAGE: &str =
     "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--flow-cache N] [--xvs PATH] [--no-append] [--force]
@@ -115,6 +122,37 @@ struct Options {
     xvs: PathBuf,
     append: bool,
     force: bool,
+}
+
+/// Where the generator's frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `BPF_PROG_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`: bursts, ≈ 6 Mpps.
+    LiveFrames,
+    /// AF_XDP tx ([`xvs_pktgen::xsk_gen`]): smooth, ≈ 1 Mpps.
+    Xsk,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::LiveFrames => "XDP live frames",
+            Source::Xsk => "AF_XDP tx, as this kernel refuses BPF_PROG_RUN live frames",
+        }
+    }
+}
+
+/// What one generator run sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    frames: u64,
+    elapsed: Duration,
+}
+
+impl Sent {
+    fn pps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 /// One measured row.
@@ -274,17 +312,35 @@ fn run() -> Result<()> {
     // Everything but the forwarder under test stays on cpu 0 (reading the sink's
     // maps between phases included); threads and children inherit this.
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
-    let lab = Lab::build()?;
+    let mut lab = Lab::build()?;
     // Kernel features: native XDP on veth (the sink) and live frames (Linux ≥ 5.18).
     drop(
         lab.sink(1024)
             .context("attaching the XDP sink (native XDP on veth)")?,
     );
-    lab.generator(64, o.size)?
-        .run(Pace::Rate(1000), 10, Duration::from_millis(100))
-        .context(
-            "the kernel's BPF_PROG_RUN live frames (BPF_F_TEST_XDP_LIVE_FRAMES, Linux ≥ 5.18)",
-        )?;
+    let probe = lab.generator(64, o.size)?.send(
+        Source::LiveFrames,
+        Pace::Rate(1000),
+        10,
+        Duration::from_millis(100),
+    );
+    match probe {
+        Ok(_) => {}
+        Err(e)
+            if e.downcast_ref::<GenError>()
+                .is_some_and(GenError::live_frames_refused) =>
+        {
+            eprintln!(
+                "note: {e}: this kernel refuses BPF_PROG_RUN live frames; flat-out rows use the AF_XDP tx generator (≈ 1 Mpps, it may be the limit)"
+            );
+            lab.source = Source::Xsk;
+        }
+        Err(e) => {
+            return Err(e.context(
+                "the kernel's BPF_PROG_RUN live frames (BPF_F_TEST_XDP_LIVE_FRAMES, Linux ≥ 5.18)",
+            ));
+        }
+    }
     let mut rows = Vec::new();
     for &flows in &o.flows {
         let sink = lab.sink(flows.max(1024))?;
@@ -345,7 +401,7 @@ fn run() -> Result<()> {
         rows.push(median_row(bare_rounds.into_iter()));
         rows.extend((0..others.len()).map(|i| median_row(rounds.iter().map(|r| r[i]))));
     }
-    let table = render(&o, &rows);
+    let table = render(&o, lab.source, &rows);
     print!("{table}");
     if o.append {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/RESULTS.md");
@@ -372,11 +428,16 @@ fn measure(
     let generator = lab.generator(flows, o.size)?;
     let duration = Duration::from_secs_f64(o.seconds);
     // Warm-up: connections created, neighbours resolved, caches warm.
-    generator.run(Pace::Rate(50_000), 100_000, Duration::from_millis(500))?;
+    generator.send(
+        lab.source,
+        Pace::Rate(50_000),
+        100_000,
+        Duration::from_millis(500),
+    )?;
     sink.settle(Duration::from_millis(200), Duration::from_secs(2))?;
 
     let before = sink.read()?;
-    let flat = generator.run(Pace::FlatOut, u64::MAX, duration)?;
+    let flat = generator.send(lab.source, Pace::FlatOut, u64::MAX, duration)?;
     sink.settle(Duration::from_millis(200), Duration::from_secs(3))?;
     let after = sink.read()?;
     let delivered = after.delivered - before.delivered;
@@ -390,7 +451,14 @@ fn measure(
     // cost of tens of ms), which would measure ring overflow, not the path.
     let target = bare_mpps.unwrap_or(delivered_mpps) * 0.8;
     let before = sink.read()?;
-    let sent = generator.paced((target * 1e6) as u64, duration)?;
+    let sent = generator
+        .send(
+            Source::Xsk,
+            Pace::Rate((target * 1e6).max(1.0) as u64),
+            u64::MAX,
+            duration,
+        )?
+        .frames;
     sink.settle(Duration::from_millis(200), Duration::from_secs(3))?;
     let after = sink.read()?;
     let got = after.delivered - before.delivered;
@@ -454,7 +522,7 @@ fn quantile(buckets: &[u64], q: f64) -> u64 {
     0
 }
 
-fn render(o: &Options, rows: &[Row]) -> String {
+fn render(o: &Options, lab_source: Source, rows: &[Row]) -> String {
     let commit = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -470,7 +538,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator (XDP live frames) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. (a) is measured again right before every other row: each row's ratio, and its loss and latency at 80 %, are against that (a) (this VM's speed drifts within minutes).{}\n",
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator ({}) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. (a) is measured again right before every other row: each row's ratio, and its loss and latency at 80 %, are against that (a) (this VM's speed drifts within minutes).{}\n",
         o.seconds,
         o.size,
         o.flows
@@ -495,6 +563,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
             format!(" --flow-cache {}", o.flow_cache)
         },
         o.size,
+        lab_source.label(),
         if o.repeat > 1 {
             format!(
                 " Every row measured {} times (rounds interleaved); each figure, ratios included, is the median.",
@@ -565,6 +634,8 @@ struct Lab {
     g0_mac: [u8; 6],
     int_mac: [u8; 6],
     s0_mac: [u8; 6],
+    /// The flat-out generator (live frames unless the kernel refuses them).
+    source: Source,
 }
 
 fn sh(args: &[&str]) -> Result<String> {
@@ -630,6 +701,7 @@ impl Lab {
             g0_mac: [0; 6],
             int_mac: [0; 6],
             s0_mac: [0; 6],
+            source: Source::LiveFrames,
         };
         for short in ["gen", "dir", "sink"] {
             sh(&["ip", "netns", "add", &lab.ns(short)])?;
@@ -857,24 +929,34 @@ struct GenHandle {
 }
 
 impl GenHandle {
-    /// Sends at `rate` frames/s for `duration` through an AF_XDP socket on `g0`
-    /// ([`xvs_pktgen::send_paced`]: smooth, up to about 1 Mpps).
-    fn paced(&self, rate: u64, duration: Duration) -> Result<u64> {
-        let template = self.config.template.clone();
-        let flows = self.config.flows;
-        in_ns(&self.ns, 0, move || {
-            Ok(xvs_pktgen::send_paced(
-                "g0", &template, flows, rate, duration,
-            )?)
-        })
-    }
-
-    fn run(&self, pace: Pace, count: u64, duration: Duration) -> Result<xvs_pktgen::GenReport> {
+    /// Sends up to `count` frames at `pace` for at most `duration` from `source`
+    /// (the AF_XDP one: smooth, up to about 1 Mpps).
+    fn send(&self, source: Source, pace: Pace, count: u64, duration: Duration) -> Result<Sent> {
         let mut config = self.config.clone();
-        in_ns(&self.ns, 0, move || {
-            config.ifindex = xvs_io::sys::if_index("g0")?;
-            let generator = Generator::new(config)?;
-            Ok(generator.run(pace, count, duration)?)
+        in_ns(&self.ns, 0, move || match source {
+            Source::LiveFrames => {
+                config.ifindex = xvs_io::sys::if_index("g0")?;
+                let run = Generator::new(config)?.run(pace, count, duration)?;
+                Ok(Sent {
+                    frames: run.sent,
+                    elapsed: run.elapsed,
+                })
+            }
+            Source::Xsk => {
+                let start = Instant::now();
+                let frames = xvs_pktgen::xsk_gen::send(
+                    "g0",
+                    &config.template,
+                    config.flows,
+                    pace,
+                    count,
+                    duration,
+                )?;
+                Ok(Sent {
+                    frames,
+                    elapsed: start.elapsed(),
+                })
+            }
         })
     }
 }
