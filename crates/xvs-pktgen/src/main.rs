@@ -30,7 +30,7 @@ const USAGE: &str = "usage:
   xvs-pktgen selftest [--secs S] [--flows N] [--size BYTES] [--proto udp|tcp] [--rate PPS] [--batch N] [--cpu C]
   xvs-pktgen gen --dev IF --dst-mac MAC --src ADDR --dst ADDR [--dport P] [--sport P] [--flows N]
                  [--size BYTES] [--proto udp|tcp] [--secs S] [--count N] [--rate PPS] [--batch N] [--cpu C]
-                 [--xsk]   (send through an AF_XDP socket instead: smooth, ≤ ~1 Mpps)
+                 [--xsk]   (send through an AF_XDP socket instead: smooth, paced or flat out, ≈ 1–1.5 Mpps)
   xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic]";
 
 /// `--flag value` pairs (and bare `--generic`).
