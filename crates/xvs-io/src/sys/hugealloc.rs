@@ -80,39 +80,43 @@ static POOL: Mutex<[usize; CLASSES]> = Mutex::new([0; CLASSES]);
 /// A free block of `class` (from the free list, else from a fresh huge mapping split
 /// into blocks); null when memory is exhausted.
 fn take_block(class: usize) -> *mut u8 {
-    let len = block_len(class);
     let mut free = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if free[class] == 0 {
         let region = map_huge(HUGE);
         if region.is_null() {
             return region;
         }
-        // Thread the region's blocks into a list, first block first.
-        for at in (0..HUGE).step_by(len) {
-            let next = if at + len < HUGE {
-                region as usize + at + len
-            } else {
-                0
-            };
-            // SAFETY: `region + at` is a `len`-aligned, `len`-byte block inside the
-            // fresh mapping (`HUGE` is a multiple of `len`), which only this pool
-            // knows of; a word at its start is in bounds and aligned.
-            unsafe { region.wrapping_add(at).cast::<usize>().write(next) };
+        // Last block first, so that the list hands them out in address order.
+        for at in (0..HUGE).step_by(block_len(class)).rev() {
+            // SAFETY: `region + at` is a whole block of the fresh mapping (`HUGE` is
+            // a multiple of the block length), which only this pool knows of.
+            unsafe { push(&mut free, class, region.wrapping_add(at)) };
         }
-        free[class] = region as usize;
     }
     let block = free[class] as *mut u8;
     // SAFETY: `block` is a free block of this class: its first word is the list's
-    // next link (written when it was threaded or freed), and no one else uses it.
+    // next link (written by `push`), and no one else uses it.
     free[class] = unsafe { block.cast::<usize>().read() };
     block
 }
 
-/// Put `block` (of `class`, no longer used by anyone) back on its free list.
-fn give_block(class: usize, block: *mut u8) {
+/// Put `block` back on its class's free list.
+///
+/// # Safety
+/// `block` came from `take_block(class)` and nobody uses it any more.
+unsafe fn give_block(class: usize, block: *mut u8) {
     let mut free = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-    // SAFETY: `block` is a `block_len(class)`-byte, aligned block the caller
-    // gave up; its first word becomes the list link.
+    // SAFETY: the caller's contract is `push`'s.
+    unsafe { push(&mut free, class, block) };
+}
+
+/// Link `block` in front of its class's free list.
+///
+/// # Safety
+/// `block` is a whole `block_len(class)`-byte pool block, aligned to its length (of
+/// a fresh region, or given back), that nobody uses.
+unsafe fn push(free: &mut [usize; CLASSES], class: usize, block: *mut u8) {
+    // SAFETY: a word at the start of such a block is in bounds and aligned.
     unsafe { block.cast::<usize>().write(free[class]) };
     free[class] = block as usize;
 }
@@ -201,7 +205,9 @@ unsafe impl GlobalAlloc for HugePageAlloc {
             Kind::Large(len) => unsafe {
                 libc::munmap(block.cast(), len);
             },
-            Kind::Medium(class) => give_block(class, block),
+            // SAFETY: `block` came from `take_block(class)` (same layout, same
+            // class) and the caller gives it up.
+            Kind::Medium(class) => unsafe { give_block(class, block) },
             // SAFETY: `block` came from `System` with this layout.
             Kind::Small => unsafe { System.dealloc(block, layout) },
         }
@@ -256,8 +262,14 @@ mod tests {
         None
     }
 
-    fn thp_mode() -> String {
-        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default()
+    /// Whether the kernel gives `MADV_HUGEPAGE` mappings huge pages, and its THP mode.
+    fn thp() -> (bool, String) {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        (
+            mode.contains("[madvise]") || mode.contains("[always]"),
+            mode,
+        )
     }
 
     #[test]
@@ -350,8 +362,7 @@ mod tests {
 
     #[test]
     fn a_table_split_into_1_mib_shards_takes_huge_pages() {
-        let mode = thp_mode();
-        let thp = mode.contains("[madvise]") || mode.contains("[always]");
+        let (thp, _) = thp();
         let a = HugePageAlloc;
         // The default connection table: 64 shards of 1 MiB (16384 entries of 64 B).
         let layout = Layout::from_size_align(MEDIUM_MAX, 64).unwrap();
@@ -375,8 +386,7 @@ mod tests {
 
     #[test]
     fn large_blocks_take_huge_pages_when_the_kernel_allows() {
-        let mode = thp_mode();
-        let thp = mode.contains("[madvise]") || mode.contains("[always]");
+        let (thp, mode) = thp();
         if !thp {
             eprintln!("transparent huge pages are off here ({mode:?}): mapping checked only");
         }
