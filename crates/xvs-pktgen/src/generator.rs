@@ -67,6 +67,12 @@ pub enum GenError {
     /// A rate of 0.
     #[error("rate must be at least 1 frame/s")]
     Rate,
+    /// The recirculator's loop is missing or keeps dying.
+    #[error("recirculating loop: {0}")]
+    Loop(String),
+    /// Seeding the recirculator's loop failed.
+    #[error("seeding the recirculating loop: {0}")]
+    Seed(#[source] crate::xsk_gen::XskGenError),
     /// Creating the counter map, loading the program or running it failed.
     #[error("{what}: {source}")]
     Bpf {

@@ -72,6 +72,17 @@ impl VethLab {
     }
 }
 
+impl VethLab {
+    /// Adds a second veth pair `a` ↔ `b`, both up, in the same namespace: the
+    /// loop of a [`crate::Recirculator`].
+    pub fn add_loop(&self, a: &str, b: &str) -> io::Result<()> {
+        ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+        ip(&["link", "set", a, "up"])?;
+        ip(&["link", "set", b, "up"])?;
+        Ok(())
+    }
+}
+
 /// Runs `f` on a new thread and returns its result (a panic in `f` is resumed
 /// on the caller); `f` makes the thread's private namespace with
 /// [`VethLab::create`], which then goes away with the thread.

@@ -16,6 +16,9 @@
 //! - [`xsk_gen`]: a smooth generator through an AF_XDP socket (≤ ≈ 1 Mpps, same
 //!   frames and timestamps), paced for loss and latency at a given load, flat
 //!   out where the kernel refuses live frames.
+//! - [`recirc`]: where the kernel refuses live frames, a veth loop whose XDP
+//!   programs multiply a few seed frames (same frames and timestamps), flat out
+//!   at the rate of one core.
 //! - [`lab`]: a private network namespace with a veth pair, for the self-test
 //!   and the tests.
 //!
@@ -28,10 +31,12 @@ pub mod frame;
 pub mod generator;
 pub mod lab;
 pub mod program;
+pub mod recirc;
 pub mod sink;
 pub mod xsk_gen;
 
 pub use frame::{FrameError, Proto, TemplateSpec};
 pub use generator::{GenError, GenReport, Generator, GeneratorConfig, Pace};
+pub use recirc::{Recirculator, RecirculatorConfig};
 pub use sink::{Sink, SinkError, SinkOptions, SinkReport};
 pub use xsk_gen::XskGenError;

@@ -3,7 +3,8 @@
 //! - `xvs-pktgen selftest [--secs S] [--flows N] [--size BYTES] [--proto udp|tcp]
 //!   [--rate PPS] [--batch N] [--cpu C]` builds a private lab (this process's worker
 //!   thread in its own network namespace, veth `g0` → `s0`, no director),
-//!   attaches the sink to `s0`, runs the generator on `g0` and prints sent,
+//!   attaches the sink to `s0`, runs the generator on `g0` (with `--recirc`:
+//!   the recirculating loop `r0 ══ r1`, flat out) and prints sent,
 //!   delivered, Mpps, loss, the per-flow spread and latency percentiles.
 //!   Addresses are from 198.18.0.0/15 and nothing leaves the namespace.
 //! - `xvs-pktgen gen --dev IF --dst-mac MAC --src ADDR --dst ADDR [--dport P]
@@ -23,11 +24,13 @@ use anyhow::{Context, Result, bail};
 use xvs_io::steer::XdpMode;
 use xvs_pktgen::lab::{self, GEN_MAC, SINK_MAC, VethLab};
 use xvs_pktgen::{
-    Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, SinkReport, TemplateSpec,
+    Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink, SinkOptions,
+    SinkReport, TemplateSpec,
 };
 
 const USAGE: &str = "usage:
   xvs-pktgen selftest [--secs S] [--flows N] [--size BYTES] [--proto udp|tcp] [--rate PPS] [--batch N] [--cpu C]
+                      [--recirc]   (send from the recirculating veth loop instead of live frames: flat out only)
   xvs-pktgen gen --dev IF --dst-mac MAC --src ADDR --dst ADDR [--dport P] [--sport P] [--flows N]
                  [--size BYTES] [--proto udp|tcp] [--secs S] [--count N] [--rate PPS] [--batch N] [--cpu C]
                  [--xsk]   (send through an AF_XDP socket instead: smooth, paced or flat out, ≈ 1–1.5 Mpps)
@@ -41,7 +44,7 @@ fn options(args: &[String]) -> Result<BTreeMap<String, String>> {
         if !flag.starts_with("--") {
             bail!("unexpected argument {flag}\n{USAGE}");
         }
-        if flag == "--generic" || flag == "--xsk" {
+        if flag == "--generic" || flag == "--xsk" || flag == "--recirc" {
             out.insert(flag.clone(), String::new());
             continue;
         }
@@ -102,6 +105,8 @@ struct SelftestArgs {
     rate: Option<u64>,
     batch: u32,
     cpu: Option<usize>,
+    /// Send with the recirculating loop instead of live frames.
+    recirc: bool,
 }
 
 /// Pins the calling thread to `cpu` (the generator's CPU: the kernel sends on
@@ -133,9 +138,13 @@ fn parse(args: &[String]) -> Result<SelftestArgs> {
             .map(|v| v.parse())
             .transpose()
             .context("--cpu")?,
+        recirc: o.remove("--recirc").is_some(),
     };
     no_more(&o)?;
     secs(a.secs)?;
+    if a.recirc && a.rate.is_some() {
+        bail!("--recirc runs flat out only (no --rate)");
+    }
     Ok(a)
 }
 
@@ -264,44 +273,63 @@ fn selftest(a: SelftestArgs) -> Result<()> {
             ..SinkOptions::default()
         },
     )?;
-    let dst = Ipv4Addr::new(198, 18, 1, 1);
-    let generator = Generator::new(GeneratorConfig {
-        template: TemplateSpec {
-            proto: a.proto,
-            src_mac: GEN_MAC,
-            dst_mac: SINK_MAC,
-            src: Ipv4Addr::new(198, 18, 0, 1),
-            dst,
-            base_src_port: 10000,
-            dst_port: 9,
-            frame_len: a.size,
-        },
-        flows: a.flows,
-        ifindex: lab.gen_ifindex,
-        batch_size: a.batch,
-    })?;
-    println!(
-        "lab: {} -> {} (private netns); {:?} {} B, {} flows, {}",
-        lab.gen_if,
-        lab.sink_if,
-        a.proto,
-        a.size,
-        a.flows,
-        match a.rate {
-            Some(r) => format!("rate {r} pps"),
-            None => "flat out".to_owned(),
-        }
-    );
-    println!(
-        "programs: generator {} insns ({}), sink {} insns ({})",
-        generator.insn_count(),
-        generator.verifier_stats().replace('\n', "; "),
-        sink.insn_count(),
-        sink.verifier_stats().replace('\n', "; ")
-    );
-    pin(a.cpu)?;
-    let pace = a.rate.map_or(Pace::FlatOut, Pace::Rate);
-    let run = generator.run(pace, u64::MAX, Duration::from_secs_f64(a.secs))?;
+    let template = TemplateSpec {
+        proto: a.proto,
+        src_mac: GEN_MAC,
+        dst_mac: SINK_MAC,
+        src: Ipv4Addr::new(198, 18, 0, 1),
+        dst: Ipv4Addr::new(198, 18, 1, 1),
+        base_src_port: 10000,
+        dst_port: 9,
+        frame_len: a.size,
+    };
+    let describe = |generator: String| {
+        println!(
+            "lab: {} -> {} (private netns); {:?} {} B, {} flows, {}",
+            lab.gen_if,
+            lab.sink_if,
+            a.proto,
+            a.size,
+            a.flows,
+            match a.rate {
+                Some(r) => format!("rate {r} pps"),
+                None => "flat out".to_owned(),
+            }
+        );
+        println!(
+            "programs: {generator}, sink {} insns ({})",
+            sink.insn_count(),
+            sink.verifier_stats().replace('\n', "; ")
+        );
+    };
+    let run = if a.recirc {
+        lab.add_loop("r0", "r1").context("the recirculating loop")?;
+        let recirculator = Recirculator::attach(RecirculatorConfig {
+            template,
+            flows: a.flows,
+            out_ifindex: lab.gen_ifindex,
+            loop_a: "r0".into(),
+            loop_b: "r1".into(),
+        })?;
+        describe("recirculator on the loop r0 ══ r1".into());
+        pin(a.cpu)?;
+        recirculator.run(u64::MAX, Duration::from_secs_f64(a.secs))?
+    } else {
+        let generator = Generator::new(GeneratorConfig {
+            template,
+            flows: a.flows,
+            ifindex: lab.gen_ifindex,
+            batch_size: a.batch,
+        })?;
+        describe(format!(
+            "generator {} insns ({})",
+            generator.insn_count(),
+            generator.verifier_stats().replace('\n', "; ")
+        ));
+        pin(a.cpu)?;
+        let pace = a.rate.map_or(Pace::FlatOut, Pace::Rate);
+        generator.run(pace, u64::MAX, Duration::from_secs_f64(a.secs))?
+    };
     sink.settle(Duration::from_millis(50), Duration::from_secs(1))?;
     let r = sink.read()?;
     let loss = if run.sent > 0 {

@@ -74,7 +74,8 @@ const fn off(v: usize) -> i16 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum G {
-    Tx,
+    /// The frame leaves as it came (generator: `XDP_TX`; recirculator: dropped).
+    AsIs,
 }
 
 /// The generator program: `flows` ≥ 1 source ports from `base_port`,
@@ -83,30 +84,120 @@ enum G {
 /// # Panics
 /// If `flows` is 0 or `base_port + flows - 1` exceeds 65535.
 pub fn generator(proto: Proto, flows: u32, base_port: u16, counter: i32) -> Vec<Insn> {
+    let mut a = Asm::new();
+    stamp(&mut a, proto, flows, base_port, counter, None);
+    // Stamped or not, the frame leaves by the interface it "arrived" on.
+    a.label(G::AsIs)
+        .emit([Insn::mov64_imm(R0, XDP_TX), Insn::exit()]);
+    a.finish()
+}
+
+/// `BPF_F_BROADCAST` for `bpf_redirect_map`: to every device of a devmap.
+const BROADCAST: i32 = 1 << 3;
+
+/// The recirculator's maps (descriptors).
+#[derive(Debug, Clone, Copy)]
+pub struct RecirculatorMaps {
+    /// Per-CPU array of one `u64`: frames emitted (the flow counter).
+    pub counter: i32,
+    /// Array of one `u64`: the count at which frames stop (0 stops at once).
+    pub limit: i32,
+    /// Devmap of two devices: the way out and the loop's other end.
+    pub out: i32,
+}
+
+/// The recirculator program ([`crate::recirc`]), on one end of a veth loop: every
+/// frame that comes round, while the counter is below the limit, is stamped like
+/// the generator's and broadcast to both devices of `maps.out` (the copy for the
+/// way out, the original round the loop again); at or past the limit, or when
+/// shorter than the template, it is dropped and leaves the loop.
+///
+/// # Panics
+/// As [`generator`].
+pub fn recirculator(proto: Proto, flows: u32, base_port: u16, maps: RecirculatorMaps) -> Vec<Insn> {
+    let mut a = Asm::new();
+    stamp(
+        &mut a,
+        proto,
+        flows,
+        base_port,
+        maps.counter,
+        Some(maps.limit),
+    );
+    a.emit(Insn::ld_map_fd(R1, maps.out)).emit([
+        Insn::mov64_imm(R2, 0),
+        Insn::mov64_imm(R3, BROADCAST),
+        Insn::call(helper::REDIRECT_MAP),
+        Insn::exit(),
+    ]);
+    a.label(G::AsIs)
+        .emit([Insn::mov64_imm(R0, XDP_DROP), Insn::exit()]);
+    a.finish()
+}
+
+/// The loop's other end: every frame goes back (`XDP_TX`).
+pub fn bounce() -> Vec<Insn> {
+    vec![Insn::mov64_imm(R0, XDP_TX), Insn::exit()]
+}
+
+/// Emits the generator's per-frame work: bounds check up to the end of the
+/// timestamp, `n = counter[0]++`, source port `base_port + n % flows`,
+/// timestamp, the TCP checksum update. With a `limit` map (the recirculator),
+/// only IPv4 frames of `proto` carrying the marker are taken, and not once `n`
+/// is at or past `limit[0]`. Continues at [`G::AsIs`] when the
+/// frame is short, a lookup fails or the limit is reached; else falls through.
+fn stamp(
+    a: &mut Asm<G>,
+    proto: Proto,
+    flows: u32,
+    base_port: u16,
+    counter: i32,
+    limit: Option<i32>,
+) {
     assert!(
         flows >= 1 && u32::from(base_port) + flows - 1 <= 65535,
         "flows {flows} from port {base_port} do not fit in 16 bits"
     );
     let ts = off(proto.timestamp_offset());
     let sport = off(L4_OFFSET);
-    let mut a = Asm::new();
     a.emit([
         Insn::ldx_w(R7, R1, MD_DATA),           // r7 = data
         Insn::ldx_w(R8, R1, MD_DATA_END),       // r8 = data_end
         Insn::mov64_reg(R2, R7),                // r2 = data
         Insn::add64_imm(R2, i32::from(ts) + 8), // r2 = end of the timestamp
     ])
-    .jump(Insn::jgt_reg(R2, R8, 0), G::Tx) // shorter than the template: send as is
-    .emit([
+    .jump(Insn::jgt_reg(R2, R8, 0), G::AsIs); // shorter than the template
+    if let Some(limit) = limit {
+        // Only the template's frames go round (not the loop's own IPv6 chatter).
+        a.emit([Insn::ldx_h(R2, R7, off(ETH_LEN - 2))]) // ethertype
+            .jump(Insn::jne_imm(R2, be16(0x0800), 0), G::AsIs)
+            .emit([Insn::ldx_b(R2, R7, off(ETH_LEN + 9))]) // ip.protocol
+            .jump(Insn::jne_imm(R2, i32::from(proto.number()), 0), G::AsIs)
+            .emit([Insn::ldx_h(R2, R7, off(proto.payload_offset()))])
+            .jump(
+                Insn::jne_imm(R2, be16(u16::from_be_bytes(MAGIC)), 0),
+                G::AsIs,
+            )
+            .emit([Insn::st_w(R10, -4, 0)]) // key = 0
+            .emit([Insn::mov64_reg(R2, R10), Insn::add64_imm(R2, -4)]) // r2 = &key
+            .emit(Insn::ld_map_fd(R1, limit))
+            .emit([Insn::call(helper::MAP_LOOKUP_ELEM)]) // r0 = &limit[0]
+            .jump(Insn::jeq_imm(R0, 0, 0), G::AsIs)
+            .emit([Insn::ldx_dw(R6, R0, 0)]); // r6 = limit
+    }
+    a.emit([
         Insn::st_w(R10, -4, 0),   // key = 0
-        Insn::mov64_reg(R2, R10), // r2 = fp
-        Insn::add64_imm(R2, -4),  // r2 = &key
+        Insn::mov64_reg(R2, R10), // r2 = &key
+        Insn::add64_imm(R2, -4),
     ])
     .emit(Insn::ld_map_fd(R1, counter)) // r1 = &counter
     .emit([Insn::call(helper::MAP_LOOKUP_ELEM)]) // r0 = &counter[0] (this CPU's)
-    .jump(Insn::jeq_imm(R0, 0, 0), G::Tx)
-    .emit([
-        Insn::ldx_dw(R9, R0, 0),                   // r9 = n
+    .jump(Insn::jeq_imm(R0, 0, 0), G::AsIs)
+    .emit([Insn::ldx_dw(R9, R0, 0)]); // r9 = n
+    if limit.is_some() {
+        a.jump(Insn::jge_reg(R9, R6, 0), G::AsIs); // n ≥ limit: the run is over
+    }
+    a.emit([
         Insn::mov64_reg(R1, R9),                   // r1 = n
         Insn::add64_imm(R1, 1),                    // r1 = n + 1
         Insn::stx_dw(R0, 0, R1),                   // counter[0] = n + 1
@@ -160,9 +251,6 @@ pub fn generator(proto: Proto, flows: u32, base_port: u16, counter: i32) -> Vec<
             Insn::stx_h(R7, csum, R3),
         ]);
     }
-    a.label(G::Tx)
-        .emit([Insn::mov64_imm(R0, XDP_TX), Insn::exit()]);
-    a.finish()
 }
 
 /// The sink's maps (descriptors).

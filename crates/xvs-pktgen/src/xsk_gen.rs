@@ -1,6 +1,7 @@
 //! The smooth generator: frames sent through an AF_XDP socket (copy-mode tx),
 //! in batches of at most 64, each with its flow's source port and a
-//! `CLOCK_MONOTONIC` timestamp (the clock of the sink's `bpf_ktime_get_ns()`).
+//! `CLOCK_MONOTONIC` timestamp (the clock of the sink's `bpf_ktime_get_ns()`);
+//! a TCP frame's checksum is updated to match.
 //! Up to about 1 Mpps on this VM, but without the bursts of live frames (each
 //! `BPF_PROG_RUN` call has a fixed cost of tens of ms): the source for loss and
 //! latency figures at a given load, and the flat-out source where the kernel
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use xvs_io::xsk::{Port, XskConfig, XskError};
 
-use crate::frame::{FrameError, L4_OFFSET, TemplateSpec};
+use xvs_core::wire::checksum;
+
+use crate::frame::{FrameError, L4_OFFSET, Proto, TemplateSpec};
 use crate::generator::Pace;
 
 /// Errors of the AF_XDP generator.
@@ -79,8 +82,17 @@ pub fn send(
             let Some(mut f) = sock.alloc() else { break };
             let flow = (sent + batch.len() as u64) % flows;
             let sport = template.base_src_port.wrapping_add(flow as u16);
-            frame[L4_OFFSET..L4_OFFSET + 2].copy_from_slice(&sport.to_be_bytes());
-            frame[ts_at..ts_at + 8].copy_from_slice(&now.to_ne_bytes());
+            let (port, stamp) = (sport.to_be_bytes(), now.to_ne_bytes());
+            if template.proto == Proto::Tcp {
+                // RFC 1624 from the frame's current bytes (UDP carries checksum 0).
+                let at = L4_OFFSET + 16;
+                let mut check = u16::from_be_bytes([frame[at], frame[at + 1]]);
+                check = checksum::update_bytes(check, &frame[L4_OFFSET..L4_OFFSET + 2], &port);
+                check = checksum::update_bytes(check, &frame[ts_at..ts_at + 8], &stamp);
+                frame[at..at + 2].copy_from_slice(&check.to_be_bytes());
+            }
+            frame[L4_OFFSET..L4_OFFSET + 2].copy_from_slice(&port);
+            frame[ts_at..ts_at + 8].copy_from_slice(&stamp);
             sock.write(&mut f, &frame).map_err(xsk)?;
             batch.push(f);
         }

@@ -1,6 +1,7 @@
 //! Generator → sink on a veth pair in a private network namespace (one per
 //! test, owned by the test's thread, gone with it): frame counts, per-flow and
-//! per-destination counts, latency, pacing, checksums, and ARP passing.
+//! per-destination counts, latency, pacing, checksums, and ARP passing — for the
+//! live-frame generator, the AF_XDP source and the recirculating loop.
 //!
 //! Only lab addresses (198.18.0.0/15); nothing leaves the namespaces.
 //! Needs root; see [`privileged`].
@@ -12,7 +13,8 @@ use xvs_core::wire::{EthernetFrame, Ipv4Packet, TcpPacket, checksum};
 use xvs_io::sys::packet::PacketSocket;
 use xvs_pktgen::lab::{GEN_MAC, SINK_MAC, VethLab, ip, run_in_private_netns};
 use xvs_pktgen::{
-    GenReport, Generator, GeneratorConfig, Pace, Proto, Sink, SinkOptions, TemplateSpec,
+    GenReport, Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink,
+    SinkOptions, TemplateSpec,
 };
 
 /// Whether this test may run: true as root. Otherwise prints a visible
@@ -509,5 +511,115 @@ fn the_af_xdp_source_flat_out_stops_at_its_count() {
             "every flow: {:?}",
             r.per_flow
         );
+    });
+}
+
+/// The recirculator on a loop `r0 ══ r1` beside the lab, sending out of `g0`.
+fn recirculator(lab: &VethLab, proto: Proto, flows: u32) -> Recirculator {
+    lab.add_loop("r0", "r1").expect("loop veths");
+    let template = generator(lab, proto, flows).config().template.clone();
+    Recirculator::attach(RecirculatorConfig {
+        template,
+        flows,
+        out_ifindex: lab.gen_ifindex,
+        loop_a: "r0".into(),
+        loop_b: "r1".into(),
+    })
+    .unwrap_or_else(|e| panic!("recirculator: {e}"))
+}
+
+#[test]
+fn the_recirculating_loop_sends_exactly_its_count_then_falls_silent() {
+    if !privileged("veth::the_recirculating_loop_sends_exactly_its_count_then_falls_silent") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const COUNT: u64 = 300_000;
+        const FLOWS: u32 = 64;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = sink(&lab, FLOWS);
+        let loop_gen = recirculator(&lab, Proto::Udp, FLOWS);
+        let run = loop_gen
+            .run(COUNT, Duration::from_secs(10))
+            .expect("recirculating run");
+        sink.settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let r = sink.read().expect("read");
+        eprintln!("{run}; delivered {}", r.delivered);
+        assert_eq!(run.sent, COUNT, "the count bounds the loop");
+        assert!(
+            r.delivered <= run.sent && r.delivered * 100 >= run.sent * 95,
+            "delivered {} of {}",
+            r.delivered,
+            run.sent
+        );
+        assert_eq!(r.flows_seen(), FLOWS as usize, "{:?}", r.per_flow);
+        let (low, high) = r.flow_spread();
+        assert!(high - low <= high / 10 + 2, "flows even: {low}..{high}");
+        assert!(r.latency_ns(0.5) > 0, "timestamped");
+        // Nothing is left going round: the sink sees no more frames.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sink.delivered().expect("read"), r.delivered, "silent");
+        // A second run on the same loop counts from where the first stopped.
+        let again = loop_gen
+            .run(1000, Duration::from_secs(5))
+            .expect("second run");
+        assert_eq!(again.sent, 1000);
+    });
+}
+
+#[test]
+fn the_recirculating_loop_stops_at_its_deadline_and_keeps_tcp_checksums() {
+    if !privileged("veth::the_recirculating_loop_stops_at_its_deadline_and_keeps_tcp_checksums") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const FLOWS: u32 = 7;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        // No XDP on s0: GRO on lets it take XDP frames, for AF_PACKET to see them.
+        xvs_io::sys::ethtool::set_gro(&lab.sink_if, true).expect("gro on");
+        let pkt = PacketSocket::bind(lab.sink_ifindex).expect("AF_PACKET on s0");
+        pkt.set_read_timeout(Duration::from_millis(100))
+            .expect("SO_RCVTIMEO");
+        let loop_gen = recirculator(&lab, Proto::Tcp, FLOWS);
+        let start = Instant::now();
+        let run = loop_gen
+            .run(u64::MAX, Duration::from_millis(300))
+            .expect("recirculating run");
+        let took = start.elapsed();
+        eprintln!("{run} in {took:?}");
+        assert!(run.sent > 1000, "it sent: {run}");
+        assert!(took < Duration::from_secs(1), "bounded by time: {took:?}");
+        // The socket's buffer holds the frames it could take: check them.
+        let mut buf = [0u8; 2048];
+        let mut ports = std::collections::BTreeSet::new();
+        let mut checked = 0u64;
+        while checked < 10_000 {
+            let n = match pkt.recv(&mut buf) {
+                Ok((n, false)) => n,
+                Ok((_, true)) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("recv: {e}"),
+            };
+            let eth = EthernetFrame::new_checked(&buf[..n]).expect("ethernet");
+            let Ok(ipv4) = Ipv4Packet::new_checked(eth.payload()) else {
+                continue; // IPv6 ND from the interfaces coming up
+            };
+            let seg = ipv4.payload();
+            let tcp = TcpPacket::new_checked(seg).expect("tcp");
+            let pseudo = checksum::pseudo_header_v4(SRC, DST, 6, seg.len() as u16);
+            assert_eq!(
+                checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
+                0xffff,
+                "frame {checked}: bad TCP checksum {:#06x}",
+                tcp.checksum()
+            );
+            ports.insert(tcp.src_port());
+            checked += 1;
+        }
+        eprintln!("checked {checked} frames; ports {ports:?}");
+        assert!(checked >= 20, "received {checked}");
+        let want: std::collections::BTreeSet<u16> = (BASE_PORT..BASE_PORT + 7).collect();
+        assert_eq!(ports, want);
     });
 }

@@ -61,6 +61,8 @@ pub enum MapType {
     PercpuHash = 5,
     /// `BPF_MAP_TYPE_PERCPU_ARRAY`: an array with one value per possible CPU.
     PercpuArray = 6,
+    /// `BPF_MAP_TYPE_DEVMAP`: `u32` index → interface index, for `bpf_redirect_map`.
+    DevMap = 14,
     /// `BPF_MAP_TYPE_XSKMAP`: queue index → AF_XDP socket.
     XskMap = 17,
 }
@@ -394,10 +396,11 @@ fn check_size(what: &'static str, got: usize, want: usize) -> Result<(), BpfErro
     }
 }
 
-/// `BPF_MAP_UPDATE_ELEM` with `BPF_ANY` (insert or replace).
+/// `BPF_MAP_UPDATE_ELEM` with `BPF_ANY` (insert or replace); `value` is exactly
+/// [`Map::lookup_len`] bytes (every CPU's value, for a per-CPU map).
 pub fn map_update_elem(map: &Map, key: &[u8], value: &[u8]) -> Result<(), BpfError> {
     check_size("key", key.len(), map.key_size)?;
-    check_size("value", value.len(), map.value_size)?;
+    check_size("value", value.len(), map.lookup_len()?)?;
     let mut attr = Attr::zeroed();
     attr.map_elem = MapElemAttr {
         map_fd: map.fd.raw() as u32,
@@ -406,8 +409,10 @@ pub fn map_update_elem(map: &Map, key: &[u8], value: &[u8]) -> Result<(), BpfErr
         value: ptr_u64(value.as_ptr()),
         flags: UPDATE_ANY,
     };
-    // SAFETY: `key` and `value` are live slices of exactly the map's key and
-    // value sizes (checked above); the kernel only reads them during the call.
+    // SAFETY: `key` and `value` are live slices of exactly the map's key size
+    // and of the value size the kernel reads for this map (value size, or
+    // per-CPU: rounded value size × possible CPUs; both checked above); the
+    // kernel only reads them during the call.
     unsafe { sys_bpf(cmd::MAP_UPDATE_ELEM, &mut attr) }.map_err(|source| BpfError::Syscall {
         cmd: "BPF_MAP_UPDATE_ELEM",
         source,
