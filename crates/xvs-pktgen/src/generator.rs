@@ -48,7 +48,7 @@ pub const FLAT_MAX: u32 = 1 << 24;
 /// The pacing period of a [`Pace::Rate`] run: a call sends at least this
 /// long's worth of frames, to amortise the call's fixed cost.
 pub const PACE_PERIOD: Duration = Duration::from_millis(50);
-const LICENSE: &CStr = c"Dual MIT/GPL";
+pub(crate) const LICENSE: &CStr = c"Dual MIT/GPL";
 
 /// Errors of the generator.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +174,15 @@ impl GenError {
     }
 }
 
-fn bpf_err(what: &'static str) -> impl FnOnce(BpfError) -> GenError {
+/// `flows` ≥ 1 source ports from `base` ≥ 1 must fit in 1..=65535.
+pub(crate) fn check_flows(flows: u32, base: u16) -> Result<(), GenError> {
+    if flows == 0 || base == 0 || u32::from(base) + flows - 1 > 65535 {
+        return Err(GenError::Flows { flows, base });
+    }
+    Ok(())
+}
+
+pub(crate) fn bpf_err(what: &'static str) -> impl FnOnce(BpfError) -> GenError {
     move |source| GenError::Bpf { what, source }
 }
 
@@ -183,12 +191,7 @@ impl Generator {
     /// program (nothing is sent yet).
     pub fn new(config: GeneratorConfig) -> Result<Self, GenError> {
         let base = config.template.base_src_port;
-        if config.flows == 0 || u32::from(base) + config.flows - 1 > 65535 || base == 0 {
-            return Err(GenError::Flows {
-                flows: config.flows,
-                base,
-            });
-        }
+        check_flows(config.flows, base)?;
         let frame = config.template.build()?;
         let counter = bpf::map_create(MapType::PercpuArray, "xvs_pktgen_ctr", 4, 8, 1)
             .map_err(bpf_err("creating the flow counter map"))?;

@@ -537,6 +537,14 @@ mod tests {
             let g = generator(proto, 1024, 10000, 3);
             assert!(g.len() < 100, "{}", g.len());
             assert_eq!(g.last(), Some(&Insn::exit()));
+            let maps = RecirculatorMaps {
+                counter: 3,
+                limit: 4,
+                out: 5,
+            };
+            let r = recirculator(proto, 1024, 10000, maps);
+            assert!(r.len() < 120, "{}", r.len());
+            assert_eq!(r.last(), Some(&Insn::exit()));
         }
         let maps = SinkMaps {
             stats: 3,

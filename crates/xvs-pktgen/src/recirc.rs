@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use xvs_io::steer::XdpMode;
 use xvs_io::sys::bpf::{self, BpfFd, Map, MapType};
 
-use crate::generator::{GenError, GenReport, Pace};
+use crate::generator::{GenError, GenReport, LICENSE, Pace, bpf_err, check_flows};
 use crate::program::{self, RecirculatorMaps};
 use crate::{TemplateSpec, xsk_gen};
 
@@ -75,21 +75,12 @@ pub struct Recirculator {
     _links: [BpfFd; 2],
 }
 
-fn bpf_err(what: &'static str) -> impl FnOnce(bpf::BpfError) -> GenError {
-    move |source| GenError::Bpf { what, source }
-}
-
 impl Recirculator {
     /// Creates the maps, loads both programs and attaches them to the loop's
     /// ends (nothing is sent yet).
     pub fn attach(config: RecirculatorConfig) -> Result<Self, GenError> {
         let base = config.template.base_src_port;
-        if config.flows == 0 || u32::from(base) + config.flows - 1 > 65535 || base == 0 {
-            return Err(GenError::Flows {
-                flows: config.flows,
-                base,
-            });
-        }
+        check_flows(config.flows, base)?;
         config.template.build()?;
         let index = |name: &str| {
             xvs_io::sys::if_index(name).map_err(|e| GenError::Loop(format!("{name}: {e}")))
@@ -111,14 +102,13 @@ impl Recirculator {
             limit: limit.fd().raw(),
             out: out.fd().raw(),
         };
-        let license = c"Dual MIT/GPL";
         let recirculator = bpf::prog_load(
             &program::recirculator(config.template.proto, config.flows, base, maps),
-            license,
+            LICENSE,
             "xvs_recirc",
         )
         .map_err(bpf_err("loading the recirculator program"))?;
-        let bounce = bpf::prog_load(&program::bounce(), license, "xvs_bounce")
+        let bounce = bpf::prog_load(&program::bounce(), LICENSE, "xvs_bounce")
             .map_err(bpf_err("loading the bounce program"))?;
         let links = [
             bpf::xdp_link_create(&recirculator.fd, b, XdpMode::Native)

@@ -66,6 +66,10 @@ const USAGE: &str =
 /// The xvs rows' flow cache unless `--flow-cache` says otherwise.
 const DEFAULT_FLOW_CACHE: usize = 262_144;
 
+/// Frames per second of the warm-up before each row (well below what any
+/// forwarder here delivers, ≈ 0.3 Mpps at the least).
+const WARM_UP_RATE: u64 = 150_000;
+
 /// Rounds per row unless `--repeat` says otherwise (one round on a shared VM can be
 /// off by 30 %; the median of three is steadier).
 const DEFAULT_REPEAT: usize = 3;
@@ -457,13 +461,16 @@ fn measure(
     let forwarder = lab.start(variant, o)?;
     let generator = lab.generator(flows, o.size)?;
     let duration = Duration::from_secs_f64(o.seconds);
-    // Warm-up: connections created, neighbours resolved, caches warm (from the
-    // smooth source, which every kernel allows).
+    // Warm-up: every flow's connection created (each flow twice), neighbours
+    // resolved, caches warm — so that the flat-out phase measures established
+    // flows in every row. From the smooth source, which every kernel allows, at
+    // a rate every forwarder keeps up with.
+    let warm_up = (2 * u64::from(flows)).max(20_000);
     generator.send(
         Source::Xsk,
-        Pace::Rate(50_000),
-        100_000,
-        Duration::from_millis(500),
+        Pace::Rate(WARM_UP_RATE),
+        warm_up,
+        Duration::from_secs_f64(warm_up as f64 / WARM_UP_RATE as f64 + 0.5),
     )?;
     sink.settle(Duration::from_millis(200), Duration::from_secs(2))?;
 
