@@ -284,10 +284,10 @@ impl FrameIo for PortSet {
     }
 
     /// Receives up to `max` frames from each port, prefetches every frame's
-    /// first cache line, shows `d` the whole batch ([`Decide::look`]), then asks it where each frame goes (it may rewrite the
-    /// frame in place), queues it on its out port's tx ring (the same chunk,
-    /// whichever port), pushes tx, reaps completions and refills. Returns how
-    /// many frames were received.
+    /// first cache line, shows `d` the whole batch ([`Decide::look`]), then asks
+    /// it where each frame goes (it may rewrite the frame in place), queues it on
+    /// its out port's tx ring (the same chunk, whichever port), pushes tx, reaps
+    /// completions and refills. Returns how many frames were received.
     fn poll_with<D: Decide>(&mut self, max: usize, mut d: D) -> Result<usize, XskError> {
         let mut received = 0;
         for i in 0..self.len() {

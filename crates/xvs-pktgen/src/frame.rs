@@ -34,6 +34,8 @@ pub const ETH_LEN: usize = 14;
 pub const IPV4_LEN: usize = 20;
 /// Offset of the L4 header in a frame.
 pub const L4_OFFSET: usize = ETH_LEN + IPV4_LEN;
+/// Offset of a TCP frame's checksum.
+pub const TCP_CHECKSUM_OFFSET: usize = L4_OFFSET + 16;
 /// The largest frame: a 1500-byte MTU plus the Ethernet header.
 pub const MAX_FRAME_LEN: usize = 1514;
 

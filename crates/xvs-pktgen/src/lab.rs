@@ -70,9 +70,7 @@ impl VethLab {
             sink_ifindex: xvs_io::sys::if_index(sink_if)?,
         })
     }
-}
 
-impl VethLab {
     /// Adds a second veth pair `a` ↔ `b`, both up, in the same namespace: the
     /// loop of a [`crate::Recirculator`].
     pub fn add_loop(&self, a: &str, b: &str) -> io::Result<()> {

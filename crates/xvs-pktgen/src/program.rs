@@ -47,7 +47,7 @@ use xvs_io::steer::{
     be16, helper,
 };
 
-use crate::frame::{ETH_LEN, L4_OFFSET, MAGIC, Proto};
+use crate::frame::{ETH_LEN, L4_OFFSET, MAGIC, Proto, TCP_CHECKSUM_OFFSET};
 
 /// Buckets of the latency histogram.
 pub const HIST_BUCKETS: u32 = 305;
@@ -166,7 +166,8 @@ fn stamp(
         Insn::mov64_reg(R2, R7),                // r2 = data
         Insn::add64_imm(R2, i32::from(ts) + 8), // r2 = end of the timestamp
     ])
-    .jump(Insn::jgt_reg(R2, R8, 0), G::AsIs); // shorter than the template
+    .jump(Insn::jgt_reg(R2, R8, 0), G::AsIs) // shorter than the template
+    .emit([Insn::st_w(R10, -4, 0)]); // key = 0 (helpers leave the stack alone)
     if let Some(limit) = limit {
         // Only the template's frames go round (not the loop's own IPv6 chatter).
         a.emit([Insn::ldx_h(R2, R7, off(ETH_LEN - 2))]) // ethertype
@@ -177,23 +178,12 @@ fn stamp(
             .jump(
                 Insn::jne_imm(R2, be16(u16::from_be_bytes(MAGIC)), 0),
                 G::AsIs,
-            )
-            .emit([Insn::st_w(R10, -4, 0)]) // key = 0
-            .emit([Insn::mov64_reg(R2, R10), Insn::add64_imm(R2, -4)]) // r2 = &key
-            .emit(Insn::ld_map_fd(R1, limit))
-            .emit([Insn::call(helper::MAP_LOOKUP_ELEM)]) // r0 = &limit[0]
-            .jump(Insn::jeq_imm(R0, 0, 0), G::AsIs)
-            .emit([Insn::ldx_dw(R6, R0, 0)]); // r6 = limit
+            );
+        lookup_first(a, limit); // r0 = &limit[0]
+        a.emit([Insn::ldx_dw(R6, R0, 0)]); // r6 = limit
     }
-    a.emit([
-        Insn::st_w(R10, -4, 0),   // key = 0
-        Insn::mov64_reg(R2, R10), // r2 = &key
-        Insn::add64_imm(R2, -4),
-    ])
-    .emit(Insn::ld_map_fd(R1, counter)) // r1 = &counter
-    .emit([Insn::call(helper::MAP_LOOKUP_ELEM)]) // r0 = &counter[0] (this CPU's)
-    .jump(Insn::jeq_imm(R0, 0, 0), G::AsIs)
-    .emit([Insn::ldx_dw(R9, R0, 0)]); // r9 = n
+    lookup_first(a, counter); // r0 = &counter[0] (this CPU's)
+    a.emit([Insn::ldx_dw(R9, R0, 0)]); // r9 = n
     if limit.is_some() {
         a.jump(Insn::jge_reg(R9, R6, 0), G::AsIs); // n ≥ limit: the run is over
     }
@@ -216,7 +206,7 @@ fn stamp(
         // order (one's-complement sums are byte-order independent, and 32-bit
         // words fold to the same 16-bit sum); every word starts at an even
         // offset of the segment.
-        let csum = off(L4_OFFSET + 16);
+        let csum = off(TCP_CHECKSUM_OFFSET);
         a.emit([
             Insn::ldx_h(R3, R7, csum),   // r3 = HC
             Insn::xor32_imm(R3, 0xffff), // r3 = ~HC (16 bits)
@@ -251,6 +241,15 @@ fn stamp(
             Insn::stx_h(R7, csum, R3),
         ]);
     }
+}
+
+/// Emits `r0 = map[0]` (the key 0 already at fp-4); continues at [`G::AsIs`]
+/// if the lookup fails. Clobbers r1..r5.
+fn lookup_first(a: &mut Asm<G>, map: i32) {
+    a.emit([Insn::mov64_reg(R2, R10), Insn::add64_imm(R2, -4)]) // r2 = &key
+        .emit(Insn::ld_map_fd(R1, map))
+        .emit([Insn::call(helper::MAP_LOOKUP_ELEM)])
+        .jump(Insn::jeq_imm(R0, 0, 0), G::AsIs);
 }
 
 /// The sink's maps (descriptors).

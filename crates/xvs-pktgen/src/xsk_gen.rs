@@ -16,7 +16,7 @@ use xvs_io::xsk::{Port, XskConfig, XskError};
 
 use xvs_core::wire::checksum;
 
-use crate::frame::{FrameError, L4_OFFSET, Proto, TemplateSpec};
+use crate::frame::{FrameError, L4_OFFSET, Proto, TCP_CHECKSUM_OFFSET, TemplateSpec};
 use crate::generator::Pace;
 
 /// Errors of the AF_XDP generator.
@@ -85,7 +85,7 @@ pub fn send(
             let (port, stamp) = (sport.to_be_bytes(), now.to_ne_bytes());
             if template.proto == Proto::Tcp {
                 // RFC 1624 from the frame's current bytes (UDP carries checksum 0).
-                let at = L4_OFFSET + 16;
+                let at = TCP_CHECKSUM_OFFSET;
                 let mut check = u16::from_be_bytes([frame[at], frame[at + 1]]);
                 check = checksum::update_bytes(check, &frame[L4_OFFSET..L4_OFFSET + 2], &port);
                 check = checksum::update_bytes(check, &frame[ts_at..ts_at + 8], &stamp);

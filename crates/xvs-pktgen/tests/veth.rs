@@ -70,6 +70,39 @@ fn generator(lab: &VethLab, proto: Proto, flows: u32) -> Generator {
     .unwrap_or_else(|e| panic!("generator: {e}"))
 }
 
+/// The TCP segments of up to `max` IPv4 frames waiting on `pkt` (until it has
+/// none for its read timeout, at most 3 s), each one's checksum asserted
+/// valid (frames `SRC` → `DST`); other frames (IPv6 ND) are skipped.
+fn tcp_segments_checked(pkt: &PacketSocket, max: u64) -> Vec<Vec<u8>> {
+    let mut buf = [0u8; 2048];
+    let mut segments = Vec::new();
+    let start = Instant::now();
+    while (segments.len() as u64) < max && start.elapsed() < Duration::from_secs(3) {
+        let n = match pkt.recv(&mut buf) {
+            Ok((n, false)) => n,
+            Ok((_, true)) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("recv: {e}"),
+        };
+        let eth = EthernetFrame::new_checked(&buf[..n]).expect("ethernet");
+        let Ok(ipv4) = Ipv4Packet::new_checked(eth.payload()) else {
+            continue; // IPv6 ND from the interfaces coming up
+        };
+        let seg = ipv4.payload();
+        let tcp = TcpPacket::new_checked(seg).expect("tcp");
+        let pseudo = checksum::pseudo_header_v4(SRC, DST, 6, seg.len() as u16);
+        assert_eq!(
+            checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
+            0xffff,
+            "frame {}: bad TCP checksum {:#06x}",
+            segments.len(),
+            tcp.checksum()
+        );
+        segments.push(seg.to_vec());
+    }
+    segments
+}
+
 fn sink(lab: &VethLab, flows: u32) -> Sink {
     let opts = SinkOptions {
         flows,
@@ -229,34 +262,13 @@ fn live_tcp_frames_carry_valid_checksums_and_rotating_ports() {
             return;
         };
         assert_eq!(run.sent, COUNT);
-        let mut buf = [0u8; 2048];
+        let segments = tcp_segments_checked(&pkt, COUNT);
         let mut ports = std::collections::BTreeSet::new();
-        let mut checked = 0u64;
-        let start = Instant::now();
-        while checked < COUNT && start.elapsed() < Duration::from_secs(3) {
-            let n = match pkt.recv(&mut buf) {
-                Ok((n, false)) => n,
-                Ok((_, true)) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("recv: {e}"),
-            };
-            let eth = EthernetFrame::new_checked(&buf[..n]).expect("ethernet");
-            let Ok(ipv4) = Ipv4Packet::new_checked(eth.payload()) else {
-                continue; // IPv6 ND from the interfaces coming up
-            };
-            let seg = ipv4.payload();
-            let tcp = TcpPacket::new_checked(seg).expect("tcp");
-            let pseudo = checksum::pseudo_header_v4(SRC, DST, 6, seg.len() as u16);
-            assert_eq!(
-                checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
-                0xffff,
-                "frame {checked}: bad TCP checksum {:#06x}",
-                tcp.checksum()
-            );
+        for seg in &segments {
             assert_ne!(&seg[22..30], &[0u8; 8], "timestamp written");
-            ports.insert(tcp.src_port());
-            checked += 1;
+            ports.insert(u16::from_be_bytes([seg[0], seg[1]]));
         }
+        let checked = segments.len();
         eprintln!("checked {checked} of {COUNT} frames; ports {ports:?}");
         assert!(checked >= 20, "received {checked} of {COUNT}");
         let want: std::collections::BTreeSet<u16> = (BASE_PORT..BASE_PORT + 7).collect();
@@ -591,32 +603,12 @@ fn the_recirculating_loop_stops_at_its_deadline_and_keeps_tcp_checksums() {
         assert!(run.sent > 1000, "it sent: {run}");
         assert!(took < Duration::from_secs(1), "bounded by time: {took:?}");
         // The socket's buffer holds the frames it could take: check them.
-        let mut buf = [0u8; 2048];
-        let mut ports = std::collections::BTreeSet::new();
-        let mut checked = 0u64;
-        while checked < 10_000 {
-            let n = match pkt.recv(&mut buf) {
-                Ok((n, false)) => n,
-                Ok((_, true)) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("recv: {e}"),
-            };
-            let eth = EthernetFrame::new_checked(&buf[..n]).expect("ethernet");
-            let Ok(ipv4) = Ipv4Packet::new_checked(eth.payload()) else {
-                continue; // IPv6 ND from the interfaces coming up
-            };
-            let seg = ipv4.payload();
-            let tcp = TcpPacket::new_checked(seg).expect("tcp");
-            let pseudo = checksum::pseudo_header_v4(SRC, DST, 6, seg.len() as u16);
-            assert_eq!(
-                checksum::fold(checksum::combine(pseudo, checksum::sum(seg))),
-                0xffff,
-                "frame {checked}: bad TCP checksum {:#06x}",
-                tcp.checksum()
-            );
-            ports.insert(tcp.src_port());
-            checked += 1;
-        }
+        let segments = tcp_segments_checked(&pkt, 10_000);
+        let ports: std::collections::BTreeSet<u16> = segments
+            .iter()
+            .map(|seg| u16::from_be_bytes([seg[0], seg[1]]))
+            .collect();
+        let checked = segments.len();
         eprintln!("checked {checked} frames; ports {ports:?}");
         assert!(checked >= 20, "received {checked}");
         let want: std::collections::BTreeSet<u16> = (BASE_PORT..BASE_PORT + 7).collect();

@@ -350,23 +350,21 @@ fn run() -> Result<()> {
                 10_000,
                 Duration::from_millis(200),
             );
-            lab.source = match recirc {
-                Ok(sent) if sent.frames > 0 => {
-                    eprintln!(
-                        "note: {e}: this kernel refuses BPF_PROG_RUN live frames; flat-out rows use the recirculating XDP veth loop"
-                    );
-                    Source::Recirc
-                }
-                other => {
-                    eprintln!(
-                        "note: {e}: this kernel refuses BPF_PROG_RUN live frames, and the recirculating loop failed ({}); flat-out rows use the AF_XDP tx generator (≈ 1 Mpps, it may be the limit)",
-                        match other {
-                            Ok(_) => "it sent nothing".to_owned(),
-                            Err(e) => format!("{e:#}"),
-                        }
-                    );
-                    Source::Xsk
-                }
+            let failed = match recirc {
+                Ok(sent) if sent.frames > 0 => None,
+                Ok(_) => Some("it sent nothing".to_owned()),
+                Err(e) => Some(format!("{e:#}")),
+            };
+            lab.source = if let Some(why) = failed {
+                eprintln!(
+                    "note: {e}: this kernel refuses BPF_PROG_RUN live frames, and the recirculating loop failed ({why}); flat-out rows use the AF_XDP tx generator (≈ 1 Mpps, it may be the limit)"
+                );
+                Source::Xsk
+            } else {
+                eprintln!(
+                    "note: {e}: this kernel refuses BPF_PROG_RUN live frames; flat-out rows use the recirculating XDP veth loop"
+                );
+                Source::Recirc
             };
         }
         Err(e) => {
