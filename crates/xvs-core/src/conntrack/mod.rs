@@ -256,14 +256,13 @@ pub enum InsertOutcome {
 pub enum Opened<R> {
     /// The packet belongs to a stored connection: what `found` returned.
     Found(R),
-    /// A new connection was stored; `evicted` is the entry a full shard gave up.
+    /// A new connection was stored (an entry a full shard gave up for it went to
+    /// `on_removed`).
     Created {
         /// The connection stored.
         conn: Conn,
         /// How its slot was found.
         outcome: Inserted,
-        /// The entry evicted for it, if any.
-        evicted: Option<Conn>,
     },
 }
 
@@ -458,7 +457,8 @@ impl ConnTable {
     /// the probe to the store, so two workers opening the same flow at once agree
     /// without probing twice. `create` runs under that lock and may take a
     /// persistence-table lock: the lock order is connection shard, then persistence
-    /// shard, never the reverse. An expired entry met goes to `on_removed`.
+    /// shard, never the reverse. An expired entry met and an entry evicted to make
+    /// room go to `on_removed` (under the lock).
     pub fn open<R, E>(
         &self,
         t: &Tuple,
@@ -479,13 +479,12 @@ impl ConnTable {
         let conn = create()?;
         debug_assert_eq!(conn.original_tuple(), *t);
         let (outcome, evicted) = self.make_room(&mut s, now);
+        if let Some(gone) = &evicted {
+            on_removed(gone);
+        }
         s.store(conn, h);
         self.publish_next_slot(shard, &s);
-        Ok(Opened::Created {
-            conn,
-            outcome,
-            evicted,
-        })
+        Ok(Opened::Created { conn, outcome })
     }
 
     /// Free a slot of a full shard by the eviction policy.
@@ -848,7 +847,6 @@ mod tests {
             created,
             Ok(Opened::Created {
                 outcome: Inserted::Free,
-                evicted: None,
                 ..
             })
         ));

@@ -733,16 +733,7 @@ impl Cx<'_> {
         )?;
         match opened {
             Opened::Found((conn, dir, old)) => self.known(frame, p, conn, dir, old, false),
-            Opened::Created {
-                conn,
-                outcome,
-                evicted,
-            } => {
-                if let Some(gone) = evicted {
-                    shared.conn_gone(&snap.services, &gone);
-                }
-                self.created(frame, p, conn, outcome, false)
-            }
+            Opened::Created { conn, outcome } => self.created(frame, p, conn, outcome, false),
         }
     }
 

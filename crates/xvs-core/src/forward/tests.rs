@@ -563,6 +563,66 @@ fn expiry_frees_connections_and_counters() {
 }
 
 #[test]
+fn a_full_table_evicts_for_new_syns_and_releases_what_the_victims_held() {
+    // One shard of a few slots; persistent SYNs from 20 client /24s, so that every
+    // new flow past the capacity evicts a live one (and the template it controls).
+    let mut d = lab_with(TableSizes {
+        conns: 8,
+        templates: 64,
+        fragments: 16,
+        shards: 1,
+        max_dests: 128,
+        flow_cache: 64,
+        seed: 1,
+    });
+    let capacity = d.shared().conns.capacity();
+    let key = |net: u8| {
+        PersistKey::new(
+            crate::persist::Scope::Mark(7),
+            &crate::addr::to_bytes(ip(&format!("198.18.{net}.10"))),
+            false,
+            24,
+        )
+    };
+    for net in 10..30u8 {
+        let mut f = from_client(FrameSpec::tcp(
+            sa(&format!("198.18.{net}.10:40000")),
+            sa("198.18.1.3:443"),
+            SYN,
+        ))
+        .build();
+        assert_eq!(d.process(EXT, Time(1000), &mut f), fwd(INT), "net {net}");
+    }
+    assert!(
+        capacity < 20,
+        "the test needs evictions: capacity {capacity}"
+    );
+    assert_eq!(d.shared().conns.len(), capacity);
+    assert_eq!(d.stats().conns_evicted, 20 - capacity as u64);
+    let counted: u32 = [30usize, 31]
+        .iter()
+        .map(|&i| {
+            let c = &d.shared().counters[i];
+            c.active.load(Relaxed) + c.inactive.load(Relaxed)
+        })
+        .sum();
+    assert_eq!(counted as usize, capacity, "victims are uncounted");
+    let controlled: u32 = (10..30u8)
+        .filter_map(|net| d.shared().persist.get(&key(net)))
+        .map(|t| t.controlled)
+        .sum();
+    assert_eq!(
+        controlled as usize, capacity,
+        "victims release their templates"
+    );
+    // The newest flows are the ones kept.
+    assert_eq!(
+        d.shared().persist.get(&key(29)).map(|t| t.controlled),
+        Some(1)
+    );
+}
+
+#[test]
 fn new_blocking_rules_cut_open_flows() {
     let mut d = lab();
     let mut syn = from_client(FrameSpec::tcp(
