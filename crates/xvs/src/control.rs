@@ -659,19 +659,13 @@ impl Control {
         );
         let rules_changed = director_cfg.rules != self.config.rules;
         self.config = director_cfg;
-        let generation = self.snapshots.publish(snap.clone());
-        // Operators expect `xvs drain` to hold once it returns: wait (briefly)
-        // until every worker decides with the new snapshot.
-        if !self.snapshots.wait_taken(generation, PUBLISH_WAIT) {
-            tracing::warn!(
-                generation,
-                "a worker did not take the new snapshot within 250 ms"
-            );
-        }
+        self.swap(&snap);
         // Steer new VIPs only now that the workers know their services.
         self.steering.update(want)?;
+        let mut removed = 0;
         if rules_changed {
             let purged = self.shared.purge_blocked(&snap);
+            removed += purged;
             tracing::info!(
                 purged,
                 "mark rules changed: connections now blocked were removed"
@@ -692,6 +686,7 @@ impl Control {
                     |c| shared.conn_gone(&old.services, c),
                 );
                 shared.persist.forget_dests(|id| gone.contains(&id));
+                removed += cut;
                 tracing::info!(
                     servers = gone.len(),
                     connections = cut,
@@ -699,8 +694,28 @@ impl Control {
                 );
             }
         }
+        if removed > 0 {
+            // Between the first swap and the removal, a worker may have cached the
+            // plan of a connection just removed (its steady packets still found the
+            // shared entry): a second swap empties the flow caches again, so the cut
+            // holds at once.
+            self.swap(&snap);
+        }
         self.note_servers(&wanted);
         Ok(())
+    }
+
+    /// Hand `snap` to the workers (each empties its flow cache as it takes it) and
+    /// wait, briefly, until every worker decides with it: operators expect `xvs
+    /// drain` or a reload to hold once it returns.
+    fn swap(&self, snap: &Arc<Snapshot>) {
+        let generation = self.snapshots.publish(snap.clone());
+        if !self.snapshots.wait_taken(generation, PUBLISH_WAIT) {
+            tracing::warn!(
+                generation,
+                "a worker did not take the new snapshot within 250 ms"
+            );
+        }
     }
 
     /// Logs when every real server's next hop becomes known (or stops being),

@@ -50,16 +50,16 @@ struct Cached {
 const _: () = assert!(size_of::<Option<Cached>>() <= 96);
 const _: () = assert!(size_of::<Set>() == 192);
 
-/// A worker's flow cache: a power of two of sets of [`WAYS`] entries. A new entry
-/// takes an empty way or one past its refresh time; when every way holds a live
-/// flow it is not cached (its packets take the shared table until a way frees up):
-/// replacing a live entry would let more flows than ways evict each other on every
-/// packet.
 /// One set, starting on a cache line (so that it spans three, not four).
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
 struct Set([Option<Cached>; WAYS]);
 
+/// A worker's flow cache: a power of two of sets of [`WAYS`] entries. A new entry
+/// takes an empty way or one past its refresh time; when every way holds a live
+/// flow it is not cached (its packets take the shared table until a way frees up):
+/// replacing a live entry would let more flows than ways evict each other on every
+/// packet.
 #[derive(Debug)]
 pub(crate) struct FlowCache {
     sets: Box<[Set]>,
