@@ -6,14 +6,16 @@
 
 use std::net::SocketAddr;
 
-use xvs_core::Prefetch;
 use xvs_core::addr::to_bytes;
+use xvs_core::classify::IfaceId;
 use xvs_core::conntrack::{Conn, ConnState, Tuple};
 use xvs_core::service::DestId;
 use xvs_core::time::Time;
 use xvs_core::wire::build::FrameSpec;
 use xvs_core::wire::tcp_flags::{ACK, SYN};
+use xvs_core::{Director, Prefetch};
 use xvs_io::sys::hugealloc::HugePageAlloc;
+use xvs_io::xsk::LOOK_AHEAD;
 
 #[global_allocator]
 static ALLOC: HugePageAlloc = HugePageAlloc;
@@ -74,6 +76,26 @@ pub fn scramble(mut x: u64) -> u64 {
     x ^= x >> 7;
     x ^= x << 17;
     x
+}
+
+/// Decide `frames` received on `iface` the AF_XDP worker's way
+/// (`xvs_io::xsk::LOOK_AHEAD`): each frame is shown to `Director::prefetch` that
+/// many frames before it is decided.
+pub fn decide_pipelined<F: AsMut<[u8]>>(
+    d: &mut Director,
+    iface: IfaceId,
+    now: Time,
+    frames: &mut [F],
+) {
+    for f in frames.iter_mut().take(LOOK_AHEAD) {
+        d.prefetch(f.as_mut(), &CpuPrefetch);
+    }
+    for k in 0..frames.len() {
+        if let Some(f) = frames.get_mut(k + LOOK_AHEAD) {
+            d.prefetch(f.as_mut(), &CpuPrefetch);
+        }
+        std::hint::black_box(d.process(iface, now, std::hint::black_box(frames[k].as_mut())));
+    }
 }
 
 /// The CPU's prefetch hint, as the workers pass it to the engine.

@@ -15,12 +15,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xvs_core::wire::build::FrameSpec;
-use xvs_io::frames::{Fate, FrameIo};
+use xvs_io::frames::{Decide, Fate, FrameIo};
 use xvs_io::steer::XdpLink;
 use xvs_io::steer::{SteeringProgram, XdpMode};
 use xvs_io::sys::packet::PacketSocket;
 use xvs_io::testing::ip;
-use xvs_io::xsk::{Action, Port, PortSet, XskConfig, XskError};
+use xvs_io::xsk::{Action, LOOK_AHEAD, Port, PortSet, XskConfig, XskError};
 
 /// Whether this test may run: true as root. Otherwise prints a visible
 /// `SKIP: <reason>` and returns false — or panics when
@@ -541,6 +541,84 @@ fn shared_umem_in_place_tx_drop_and_bad_port() {
         assert_eq!(st.tx_dropped as usize, N / 4, "the port outside the set");
         assert_eq!(ports.drain_tx(Instant::now() + DEADLINE), 0);
         assert_conserved(&ports, "after the mixed burst");
+    })
+    .join()
+    .expect("veth thread");
+}
+
+/// Records what `poll_with` shows a decider: `(true, n)` for a look at frame `n`,
+/// `(false, n)` for its decision.
+struct Recorder<'a>(&'a mut Vec<(bool, usize)>);
+
+impl Decide for Recorder<'_> {
+    fn look(&mut self, _port: usize, frame: &[u8]) {
+        self.0.push((true, number_of(frame).expect("numbered")));
+    }
+
+    fn decide(&mut self, _port: usize, frame: &mut [u8]) -> Fate {
+        self.0.push((false, number_of(frame).expect("numbered")));
+        Fate::Drop
+    }
+}
+
+/// The pipelined rx loop shows every frame to `look` once, in order, before its
+/// decision and at most `LOOK_AHEAD` decisions earlier — for batches shorter
+/// than, as long as and longer than the look-ahead.
+#[test]
+fn every_frame_is_looked_at_once_and_ahead_of_its_decision() {
+    if !privileged("xsk::every_frame_is_looked_at_once_and_ahead_of_its_decision") {
+        return;
+    }
+    std::thread::spawn(|| {
+        let Lab {
+            mut ports,
+            xa,
+            ya: _ya,
+            _links,
+            _progs,
+        } = two_pairs(small_shared());
+        let mut next = 0u16;
+        for burst in [
+            1,
+            LOOK_AHEAD - 1,
+            LOOK_AHEAD,
+            LOOK_AHEAD + 1,
+            3 * LOOK_AHEAD + 5,
+        ] {
+            let first = usize::from(next);
+            for _ in 0..burst {
+                xa.send(&numbered(next)).expect("send on xa");
+                next += 1;
+            }
+            let mut events = Vec::new();
+            let start = Instant::now();
+            while events.iter().filter(|e: &&(bool, usize)| !e.0).count() < burst
+                && start.elapsed() < Duration::from_secs(2)
+            {
+                ports.poll_with(64, Recorder(&mut events)).expect("poll");
+            }
+            let looks: Vec<usize> = events.iter().filter(|e| e.0).map(|e| e.1).collect();
+            let decisions: Vec<usize> = events.iter().filter(|e| !e.0).map(|e| e.1).collect();
+            let expected: Vec<usize> = (first..first + burst).collect();
+            assert_eq!(
+                decisions, expected,
+                "burst {burst}: every frame decided, in order"
+            );
+            assert_eq!(
+                looks, expected,
+                "burst {burst}: every frame looked at once, in order"
+            );
+            for n in expected {
+                let look = events.iter().position(|&e| e == (true, n)).unwrap();
+                let decision = events.iter().position(|&e| e == (false, n)).unwrap();
+                let between = events[look..decision].iter().filter(|e| !e.0).count();
+                assert!(
+                    look < decision && between <= LOOK_AHEAD,
+                    "burst {burst}, frame {n}: looked at {between} decisions ahead"
+                );
+            }
+        }
+        assert_conserved(&ports, "after the bursts");
     })
     .join()
     .expect("veth thread");
