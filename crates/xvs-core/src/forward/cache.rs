@@ -1,9 +1,10 @@
 //! The per-worker flow cache: a 2-way set-associative map from an established
 //! connection's tuple (either direction) to its [`Plan`] — the rewrite and next hop
 //! worked out once — in front of the shared connection table. A hit costs one hash,
-//! one or two 40-byte compares and the rewrite; a set is three cache lines, all of
-//! which an rx batch's look-ahead prefetches. Layer: pure core, hot path, owned by
-//! one worker (no lock, no atomics).
+//! one or two key compares and the rewrite. IPv4 and IPv6 flows have sets of their
+//! own: an IPv4 entry (4-byte addresses) fits one cache line, so an IPv4 set is two
+//! lines, an IPv6 set three; an rx batch's look-ahead prefetches the whole set.
+//! Layer: pure core, hot path, owned by one worker (no lock, no atomics).
 //!
 //! Invariants:
 //! - only steady packets use it: TCP segments without SYN, FIN or RST on an
@@ -24,8 +25,11 @@
 
 use std::hash::BuildHasher;
 
+use super::rewrite::Rewrite4;
 use super::{Plan, Prefetch};
-use crate::conntrack::{ConnState, Tuple};
+use crate::classify::IfaceId;
+use crate::conntrack::{ConnState, Direction, Tuple};
+use crate::service::DestId;
 use crate::table::TableHasher;
 use crate::time::Time;
 
@@ -38,6 +42,15 @@ pub const MAX_REFRESH_MS: u32 = 10_000;
 /// four ways against 0.81–0.83 with two.)
 const WAYS: usize = 2;
 
+/// What a way holds: a flow's key, its plan and its refresh time.
+trait Entry: Copy {
+    fn new(key: &Tuple, plan: &Plan, refresh: Time) -> Self;
+    fn is_for(&self, key: &Tuple) -> bool;
+    fn refresh(&self) -> Time;
+    fn plan(&self) -> Plan;
+}
+
+/// Any flow's entry (the IPv6 one).
 #[derive(Clone, Copy, Debug)]
 struct Cached {
     key: Tuple,
@@ -46,33 +59,175 @@ struct Cached {
     refresh: Time,
 }
 
-// 92 bytes today: 65536 entries (the default) take 6 MiB per worker.
-const _: () = assert!(size_of::<Option<Cached>>() <= 96);
-const _: () = assert!(size_of::<Set>() == 192);
+impl Entry for Cached {
+    #[inline]
+    fn new(key: &Tuple, plan: &Plan, refresh: Time) -> Self {
+        Cached {
+            key: *key,
+            plan: *plan,
+            refresh,
+        }
+    }
+    #[inline]
+    fn is_for(&self, key: &Tuple) -> bool {
+        self.key == *key
+    }
+    #[inline]
+    fn refresh(&self) -> Time {
+        self.refresh
+    }
+    #[inline]
+    fn plan(&self) -> Plan {
+        self.plan
+    }
+}
 
-/// One set, starting on a cache line (so that it spans three, not four).
+/// An IPv4 flow's entry, in one cache line.
+#[derive(Clone, Copy, Debug)]
+struct Cached4 {
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    protocol: u8,
+    dir: Direction,
+    iface: IfaceId,
+    dest: DestId,
+    refresh: Time,
+    macs: [u8; 12],
+    rewrite: Rewrite4,
+}
+
+/// The IPv4 address in the first four bytes of `a`.
+#[inline]
+fn v4(a: &[u8; 16]) -> [u8; 4] {
+    [a[0], a[1], a[2], a[3]]
+}
+
+impl Entry for Cached4 {
+    #[inline]
+    fn new(key: &Tuple, plan: &Plan, refresh: Time) -> Self {
+        Cached4 {
+            src: v4(&key.src),
+            dst: v4(&key.dst),
+            sport: key.sport,
+            dport: key.dport,
+            protocol: key.protocol,
+            dir: plan.dir,
+            iface: plan.iface,
+            dest: plan.dest,
+            refresh,
+            macs: plan.macs,
+            rewrite: plan.rewrite.to_v4(),
+        }
+    }
+    #[inline]
+    fn is_for(&self, key: &Tuple) -> bool {
+        self.src == v4(&key.src)
+            && self.dst == v4(&key.dst)
+            && self.sport == key.sport
+            && self.dport == key.dport
+            && self.protocol == key.protocol
+    }
+    #[inline]
+    fn refresh(&self) -> Time {
+        self.refresh
+    }
+    #[inline]
+    fn plan(&self) -> Plan {
+        Plan {
+            dest: self.dest,
+            dir: self.dir,
+            iface: self.iface,
+            macs: self.macs,
+            rewrite: self.rewrite.to_rewrite(),
+        }
+    }
+}
+
+// An IPv6 entry is 92 bytes, an IPv4 one 52: 65536 entries (the default) take 6 MiB
+// of IPv6 sets and 4 MiB of IPv4 sets per worker.
+const _: () = assert!(size_of::<Option<Cached>>() <= 96);
+const _: () = assert!(size_of::<Set<Cached>>() == 192);
+const _: () = assert!(size_of::<Option<Cached4>>() <= 64);
+const _: () = assert!(size_of::<Set<Cached4>>() == 128);
+
+/// One set, starting on a cache line (so that it spans as few as its size allows).
 #[derive(Clone, Copy, Debug)]
 #[repr(align(64))]
-struct Set([Option<Cached>; WAYS]);
+struct Set<E>([Option<E>; WAYS]);
 
-/// A worker's flow cache: a power of two of sets of [`WAYS`] entries. A new entry
-/// takes an empty way or one past its refresh time; when every way holds a live
-/// flow it is not cached (its packets take the shared table until a way frees up):
-/// replacing a live entry would let more flows than ways evict each other on every
-/// packet.
+/// The sets of one address family. A new entry takes an empty way or one past its
+/// refresh time; when every way holds a live flow it is not cached (its packets take
+/// the shared table until a way frees up): replacing a live entry would let more
+/// flows than ways evict each other on every packet.
+#[derive(Debug)]
+struct Sets<E>(Box<[Set<E>]>);
+
+impl<E: Entry> Sets<E> {
+    fn new(sets: usize) -> Self {
+        Sets(vec![Set([None; WAYS]); sets].into_boxed_slice())
+    }
+
+    #[inline]
+    fn prefetch(&self, set: usize, p: &impl Prefetch) {
+        p.prefetch(&self.0[set]);
+    }
+
+    #[inline]
+    fn get(&self, set: usize, t: &Tuple, now: Time) -> Option<Plan> {
+        let e = self.0[set].0.iter().flatten().find(|e| e.is_for(t))?;
+        (!e.refresh().has_passed(now)).then(|| e.plan())
+    }
+
+    #[inline]
+    fn put(&mut self, set: usize, t: &Tuple, plan: &Plan, refresh: Time, now: Time) {
+        let ways = &mut self.0[set].0;
+        let Some(way) = ways
+            .iter()
+            .position(|w| w.as_ref().is_some_and(|e| e.is_for(t)))
+            .or_else(|| {
+                ways.iter()
+                    .position(|w| w.as_ref().is_none_or(|e| e.refresh().has_passed(now)))
+            })
+        else {
+            return;
+        };
+        ways[way] = Some(E::new(t, plan, refresh));
+    }
+
+    #[inline]
+    fn forget(&mut self, set: usize, t: &Tuple) {
+        for way in self.0[set].0.iter_mut() {
+            if way.as_ref().is_some_and(|e| e.is_for(t)) {
+                *way = None;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.fill(Set([None; WAYS]));
+    }
+}
+
+/// A worker's flow cache: for each address family a power of two of sets of
+/// [`WAYS`] entries.
 #[derive(Debug)]
 pub(crate) struct FlowCache {
-    sets: Box<[Set]>,
+    v4: Sets<Cached4>,
+    v6: Sets<Cached>,
     mask: usize,
     hasher: TableHasher,
 }
 
 impl FlowCache {
-    /// A cache of at least `entries` entries (rounded up to a power of two).
+    /// A cache of at least `entries` entries per address family (rounded up to a
+    /// power of two).
     pub(crate) fn new(entries: usize, seed: u64) -> FlowCache {
         let sets = entries.div_ceil(WAYS).next_power_of_two();
         FlowCache {
-            sets: vec![Set([None; WAYS]); sets].into_boxed_slice(),
+            v4: Sets::new(sets),
+            v6: Sets::new(sets),
             mask: sets - 1,
             hasher: TableHasher::with_seed(seed),
         }
@@ -86,18 +241,23 @@ impl FlowCache {
     /// Show `p` the set of tuple `t` (to start loading it into the CPU cache).
     #[inline]
     pub(crate) fn prefetch(&self, t: &Tuple, p: &impl Prefetch) {
-        p.prefetch(&self.sets[self.set(t)]);
+        let set = self.set(t);
+        if t.v6 {
+            self.v6.prefetch(set, p);
+        } else {
+            self.v4.prefetch(set, p);
+        }
     }
 
     /// The plan for tuple `t`, if cached and fresh.
     #[inline]
-    pub(crate) fn get(&self, t: &Tuple, now: Time) -> Option<&Plan> {
-        let c = self.sets[self.set(t)]
-            .0
-            .iter()
-            .flatten()
-            .find(|c| c.key == *t)?;
-        (!c.refresh.has_passed(now)).then_some(&c.plan)
+    pub(crate) fn get(&self, t: &Tuple, now: Time) -> Option<Plan> {
+        let set = self.set(t);
+        if t.v6 {
+            self.v6.get(set, t, now)
+        } else {
+            self.v4.get(set, t, now)
+        }
     }
 
     /// Remember the plan for tuple `t` of a connection in `state` that the shared
@@ -116,38 +276,29 @@ impl FlowCache {
             return;
         }
         let refresh = now.after_ms((expires.remaining_ms(now) / 2).min(MAX_REFRESH_MS));
-        let set = &mut self.sets[self.set(t)].0;
-        let Some(way) = set
-            .iter()
-            .position(|w| w.as_ref().is_some_and(|c| c.key == *t))
-            .or_else(|| {
-                set.iter()
-                    .position(|w| w.as_ref().is_none_or(|c| c.refresh.has_passed(now)))
-            })
-        else {
-            return;
-        };
-        set[way] = Some(Cached {
-            key: *t,
-            plan: *plan,
-            refresh,
-        });
+        let set = self.set(t);
+        if t.v6 {
+            self.v6.put(set, t, plan, refresh, now);
+        } else {
+            self.v4.put(set, t, plan, refresh, now);
+        }
     }
 
     /// Forget tuple `t` (its connection left the states the cache serves).
     #[inline]
     pub(crate) fn forget(&mut self, t: &Tuple) {
-        let set = &mut self.sets[self.set(t)].0;
-        for way in set.iter_mut() {
-            if way.as_ref().is_some_and(|c| c.key == *t) {
-                *way = None;
-            }
+        let set = self.set(t);
+        if t.v6 {
+            self.v6.forget(set, t);
+        } else {
+            self.v4.forget(set, t);
         }
     }
 
     /// Forget everything (new snapshot).
     pub(crate) fn clear(&mut self) {
-        self.sets.fill(Set([None; WAYS]));
+        self.v4.clear();
+        self.v6.clear();
     }
 }
 
@@ -214,6 +365,54 @@ mod tests {
             later.after_ms(300_000),
         );
         assert_eq!(c.get(&tuple(extra), later).map(|x| x.dest), Some(DestId(5)));
+    }
+
+    #[test]
+    fn plans_come_back_exactly_for_both_families_and_directions() {
+        use crate::forward::rewrite::End;
+        let mut c = FlowCache::new(64, 1);
+        let now = Time(1000);
+        let expires = now.after_ms(300_000);
+        let v4 = tuple(7);
+        // The same ports and the IPv4 bytes at the start of IPv6 addresses: another flow.
+        let v6 = Tuple { v6: true, ..v4 };
+        let rs = [198, 19, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let rs6 = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40];
+        let plan_for = |t: &Tuple, dir, nat| Plan {
+            dest: DestId(10),
+            dir,
+            iface: IfaceId(1),
+            macs: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            rewrite: Rewrite::new(t, nat),
+        };
+        let cases = [
+            (
+                v4,
+                plan_for(&v4, Direction::Original, Some((End::Dst, rs, 8080))),
+            ),
+            (
+                v6,
+                plan_for(&v6, Direction::Reply, Some((End::Src, rs6, 80))),
+            ),
+        ];
+        for (t, plan) in &cases {
+            c.put(t, plan, ConnState::Established, now, expires);
+        }
+        for (t, plan) in &cases {
+            assert_eq!(c.get(t, now), Some(*plan), "v6 {}", t.v6);
+        }
+        // DR (no NAT edit) through the IPv4 form too.
+        let dr = tuple(8);
+        let dr_plan = plan_for(&dr, Direction::Original, None);
+        c.put(&dr, &dr_plan, ConnState::Udp, now, expires);
+        assert_eq!(c.get(&dr, now), Some(dr_plan));
+        c.forget(&v4);
+        assert_eq!(c.get(&v4, now), None);
+        assert_eq!(
+            c.get(&v6, now),
+            Some(cases[1].1),
+            "forgetting IPv4 keeps IPv6"
+        );
     }
 
     #[test]

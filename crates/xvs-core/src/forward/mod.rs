@@ -562,7 +562,7 @@ impl Director {
         let verdict = match fast::steady(frame) {
             // A packet of an established connection in the flow cache.
             Some((tuple, ip)) => match cx.cache.get(&tuple, now) {
-                Some(&plan) => cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v),
+                Some(plan) => cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v),
                 None => cx.decide(iface, frame, false),
             },
             None => cx.decide(iface, frame, true),
@@ -642,7 +642,7 @@ impl Cx<'_> {
         let steady = p.ip.protocol == UDP || !(p.tcp.syn || p.tcp.fin || p.tcp.rst);
         if steady
             && try_cache
-            && let Some(&plan) = self.cache.get(&tuple, now)
+            && let Some(plan) = self.cache.get(&tuple, now)
         {
             return self.apply(frame, &p.ip, p.frag_key(), &plan);
         }

@@ -223,6 +223,45 @@ pub(crate) struct NatEdit {
     l4_delta: u16,
 }
 
+/// A [`Rewrite`] of IPv4 packets, with the NAT address in 4 bytes (what lets the flow
+/// cache keep an IPv4 flow's entry in one cache line). [`Rewrite::to_v4`] and
+/// [`Rewrite4::to_rewrite`] are exact inverses for rewrites of IPv4 tuples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rewrite4 {
+    nat: Option<NatEdit4>,
+    pseudo: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NatEdit4 {
+    end: End,
+    addr: [u8; 4],
+    port: u16,
+    ip_delta: u16,
+    l4_delta: u16,
+}
+
+impl Rewrite4 {
+    /// The full rewrite.
+    #[inline]
+    pub(crate) fn to_rewrite(self) -> Rewrite {
+        Rewrite {
+            nat: self.nat.map(|n| {
+                let mut addr = AddrBytes::default();
+                addr[..4].copy_from_slice(&n.addr);
+                NatEdit {
+                    end: n.end,
+                    addr,
+                    port: n.port,
+                    ip_delta: n.ip_delta,
+                    l4_delta: n.l4_delta,
+                }
+            }),
+            pseudo: self.pseudo,
+        }
+    }
+}
+
 /// `!check + delta`, complemented: RFC 1624 eqn. 3 with the sum of the changes
 /// already made.
 #[inline]
@@ -260,6 +299,22 @@ impl Rewrite {
             }
         });
         Rewrite { nat, pseudo }
+    }
+
+    /// The compact form of a rewrite of IPv4 packets (only the first 4 bytes of the
+    /// NAT address are kept).
+    #[inline]
+    pub(crate) fn to_v4(self) -> Rewrite4 {
+        Rewrite4 {
+            nat: self.nat.map(|n| NatEdit4 {
+                end: n.end,
+                addr: [n.addr[0], n.addr[1], n.addr[2], n.addr[3]],
+                port: n.port,
+                ip_delta: n.ip_delta,
+                l4_delta: n.l4_delta,
+            }),
+            pseudo: self.pseudo,
+        }
     }
 
     /// True when the frame's TCP/UDP checksum is the partial (offload) form.
