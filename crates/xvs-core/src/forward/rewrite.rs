@@ -273,8 +273,15 @@ impl Rewrite {
     /// The rewrite of packets with tuple `arriving`: `nat` gives the end that changes
     /// and its new address and port (`None`: DR).
     pub fn new(arriving: &Tuple, nat: Option<(End, AddrBytes, u16)>) -> Rewrite {
-        let width = if arriving.v6 { 16 } else { 4 };
-        let words = |a: &AddrBytes| checksum::sum(&a[..width]);
+        // The running sum of an address's words (an IPv4 address as one 32-bit word:
+        // congruent, and what `checksum::sum` of its 4 bytes returns).
+        let words = |a: &AddrBytes| {
+            if arriving.v6 {
+                checksum::sum(a)
+            } else {
+                u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+            }
+        };
         let pseudo = checksum::combine(
             checksum::combine(words(&arriving.src), words(&arriving.dst)),
             u32::from(arriving.protocol),
