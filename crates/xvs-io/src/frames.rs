@@ -53,9 +53,9 @@ impl std::ops::Add for PortStats {
 
 /// What a worker does with the frames of one poll. `decide(port, frame)` says
 /// where each goes (and may rewrite it in place); `look(port, frame)` is shown
-/// every frame of a port's rx batch before the first of them is decided — a
-/// chance to prefetch what deciding will touch (backends that hand frames over
-/// one at a time skip it). A closure `FnMut(port, frame) -> Fate` is a `Decide`.
+/// every frame once, in order, before it is decided (the AF_XDP backend does so
+/// `xsk::LOOK_AHEAD` frames ahead) — a chance to prefetch what deciding will touch
+/// (backends that hand frames over one at a time skip it). A closure `FnMut(port, frame) -> Fate` is a `Decide`.
 pub trait Decide {
     /// A first look at a frame about to be decided (default: nothing).
     #[inline]

@@ -16,7 +16,7 @@
 //!   compared on a tag match. A lookup tries the packet as an original (client =
 //!   source), then as a reply (client = destination);
 //! - [`ConnTable::prefetch`] computes those buckets (and the slot an insert would
-//!   take) without a lock, so a worker can load them for a whole rx batch first;
+//!   take) without a lock, so a worker can load them a few frames before deciding;
 //! - capacity is fixed at construction; a full shard evicts expired entries first,
 //!   then the entry closest to expiry within a bounded window (counted by the caller
 //!   through the returned [`Inserted`]); nothing grows in steady state.

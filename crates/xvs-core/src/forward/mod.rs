@@ -516,8 +516,8 @@ impl Director {
     /// A first look at a frame about to be decided: `p` is shown what the decision
     /// will read — the flow-cache set of a steady packet; for a SYN, FIN or RST the
     /// connection table's index buckets (and, for a SYN, the slot a new entry would
-    /// take). Called for a whole rx batch before deciding it, so that the cache misses
-    /// of many flows overlap.
+    /// take). Called a few frames ahead of each frame's decision, so that the cache
+    /// misses of several flows overlap.
     #[inline]
     pub fn prefetch(&self, frame: &[u8], p: &impl Prefetch) {
         let Some((tuple, _, flags)) = fast::segment(frame) else {
