@@ -78,7 +78,7 @@ pub struct TablesConfig {
     pub persistence: usize,
     /// Shards per table, a power of two (default 64).
     pub shards: usize,
-    /// Flow cache entries per worker (default 65536, 4..=1<<24).
+    /// Flow cache entries per worker and address family (default 65536, 4..=1<<24).
     pub flow_cache: usize,
 }
 

@@ -70,7 +70,8 @@ pub struct TableSizes {
     pub shards: usize,
     /// Upper bound of [`DestId`] values (sizes the shared counters).
     pub max_dests: usize,
-    /// Flow cache entries per worker (rounded up to a power of two, at least 4).
+    /// Flow cache entries per worker and address family (rounded up to a power of
+    /// two, at least 4).
     pub flow_cache: usize,
     /// Seed of the internal table hashes.
     pub seed: u64,
