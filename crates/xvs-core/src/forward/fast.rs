@@ -178,7 +178,7 @@ mod tests {
         for f in &steady_frames {
             let (t, ip) = steady(f).expect("a steady frame");
             let p = super::super::parse(f).expect("parses");
-            assert_eq!(t, p.tuple());
+            assert_eq!(t, p.tuple);
             assert_eq!(format!("{ip:?}"), format!("{:?}", p.ip));
         }
         let others = [

@@ -291,10 +291,8 @@ pub struct Director {
 #[derive(Clone, Copy, Debug)]
 struct Parsed {
     ip: IpInfo,
-    src: AddrBytes,
-    dst: AddrBytes,
-    sport: u16,
-    dport: u16,
+    /// Addresses, ports (0 without an L4 header), protocol, family.
+    tuple: Tuple,
     tcp: TcpFlags,
     /// Identification of a fragment train (first or later fragment).
     frag_ident: Option<u32>,
@@ -305,21 +303,10 @@ struct Parsed {
 }
 
 impl Parsed {
-    fn tuple(&self) -> Tuple {
-        Tuple {
-            src: self.src,
-            dst: self.dst,
-            sport: self.sport,
-            dport: self.dport,
-            protocol: self.ip.protocol,
-            v6: self.ip.v6,
-        }
-    }
-
     fn frag_key(&self) -> Option<FragKey> {
         Some(FragKey {
-            src: self.src,
-            dst: self.dst,
+            src: self.tuple.src,
+            dst: self.tuple.dst,
             ident: self.frag_ident?,
             protocol: self.ip.protocol,
             v6: self.ip.v6,
@@ -407,10 +394,14 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
     };
     let mut parsed = Parsed {
         ip,
-        src,
-        dst,
-        sport: 0,
-        dport: 0,
+        tuple: Tuple {
+            src,
+            dst,
+            sport: 0,
+            dport: 0,
+            protocol: ip.protocol,
+            v6: ip.v6,
+        },
         tcp: TcpFlags::default(),
         frag_ident,
         later_fragment: later,
@@ -424,8 +415,8 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
     match ip.protocol {
         TCP => {
             let t = TcpPacket::new_checked(l4).map_err(wire_drop)?;
-            parsed.sport = t.src_port();
-            parsed.dport = t.dst_port();
+            parsed.tuple.sport = t.src_port();
+            parsed.tuple.dport = t.dst_port();
             parsed.tcp = TcpFlags {
                 syn: t.syn(),
                 ack: t.ack(),
@@ -440,8 +431,8 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
             if l4.len() < 8 {
                 return Err(Verdict::Drop(DropReason::Truncated));
             }
-            parsed.sport = rd(0);
-            parsed.dport = rd(2);
+            parsed.tuple.sport = rd(0);
+            parsed.tuple.dport = rd(2);
             parsed.ip.has_l4 = true;
         }
         ICMP | ICMPV6 if (ip.protocol == ICMP) != ip.v6 => {
@@ -638,7 +629,7 @@ impl Cx<'_> {
             self.mark_rules(iface, &p)?;
             return Ok(Verdict::Pass);
         }
-        let tuple = p.tuple();
+        let tuple = p.tuple;
         let now = self.now;
         let steady = p.ip.protocol == UDP || !(p.tcp.syn || p.tcp.fin || p.tcp.rst);
         if steady
@@ -712,7 +703,7 @@ impl Cx<'_> {
         let plan = self.plan(conn, dir)?;
         if steady {
             self.cache
-                .put(&p.tuple(), &plan, conn.state(), self.now, conn.expires);
+                .put(&p.tuple, &plan, conn.state(), self.now, conn.expires);
         }
         self.apply(frame, &p.ip, p.frag_key(), &plan)
     }
@@ -723,7 +714,7 @@ impl Cx<'_> {
     fn open(&mut self, iface: IfaceId, frame: &mut [u8], p: &Parsed) -> Step<Verdict> {
         let (shared, snap, now) = (self.shared, self.snap, self.now);
         let opened = shared.conns.open(
-            &p.tuple(),
+            &p.tuple,
             now,
             |gone| shared.conn_gone(&snap.services, gone),
             |c| track(c, Direction::Original, p, snap, now),
@@ -745,7 +736,7 @@ impl Cx<'_> {
         if rules.is_empty() {
             return Ok(0);
         }
-        let d = rules.classify(&rule_meta(&p.tuple(), p.ip.has_l4, iface));
+        let d = rules.classify(&rule_meta(&p.tuple, p.ip.has_l4, iface));
         if let Some(hits) = d
             .rule
             .and_then(|r| self.stats.rule_hits.get_mut(r as usize))
@@ -789,7 +780,7 @@ impl Cx<'_> {
         let v6 = p.ip.v6;
         let Some(svc) = snap
             .services
-            .lookup(mark, p.ip.protocol, &p.dst, v6, p.dport)
+            .lookup(mark, p.ip.protocol, &p.tuple.dst, v6, p.tuple.dport)
         else {
             return Err(Verdict::Pass);
         };
@@ -801,10 +792,10 @@ impl Cx<'_> {
             _ => ConnState::Udp,
         };
         let flow = Flow {
-            src: from_bytes(&p.src, v6),
-            src_port: p.sport,
-            dst: from_bytes(&p.dst, v6),
-            dst_port: p.dport,
+            src: from_bytes(&p.tuple.src, v6),
+            src_port: p.tuple.sport,
+            dst: from_bytes(&p.tuple.dst, v6),
+            dst_port: p.tuple.dport,
             protocol: p.ip.protocol,
         };
         let loads = ServiceLoads {
@@ -818,7 +809,7 @@ impl Cx<'_> {
         };
         let (dest, persistent) = match svc.persistence {
             Some(per) => {
-                let key = PersistKey::new(svc.scope, &p.src, v6, per.prefix);
+                let key = PersistKey::new(svc.scope, &p.tuple.src, v6, per.prefix);
                 let usable = |d: DestId| {
                     snap.services
                         .dest(d)
@@ -853,9 +844,9 @@ impl Cx<'_> {
             return Err(Verdict::Drop(DropReason::DestGone));
         };
         let mut conn = Conn::new(
-            &p.tuple(),
+            &p.tuple,
             to_bytes(rs.addr),
-            rs.port.unwrap_or(p.dport),
+            rs.port.unwrap_or(p.tuple.dport),
             dest,
             rs.method == Method::Nat,
             state,
@@ -957,7 +948,7 @@ impl Cx<'_> {
         let Some(r) = route else {
             return Err(Verdict::Drop(DropReason::UnknownFragment));
         };
-        let hop = self.hop(r.direction, r.dest, &p.dst, p.ip.v6)?;
+        let hop = self.hop(r.direction, r.dest, &p.tuple.dst, p.ip.v6)?;
         if r.nat {
             rewrite::decrement_ttl(frame, &p.ip).map_err(Verdict::Drop)?;
             let end = if r.direction == Direction::Original {
