@@ -163,10 +163,15 @@ impl Recirculator {
 
     /// Sends up to `count` frames flat out for at most about `duration` (plus
     /// one check period). Call it on the CPU the loop should run on: the seed
-    /// is sent from here, and the loop stays in this CPU's softirq.
-    /// `calls` in the report counts the seedings; `kernel_ns_per_frame` is the
-    /// wall time per frame (the loop keeps its CPU busy).
+    /// is sent from here, and the loop stays in this CPU's softirq. The calling
+    /// thread is pinned to the CPU it is on (and stays so): seeds sent from two
+    /// CPUs would start a loop on each, and each CPU's counter would let `count`
+    /// frames through. `calls` in the report counts the seedings;
+    /// `kernel_ns_per_frame` is the wall time per frame (the loop keeps its CPU busy).
     pub fn run(&self, count: u64, duration: Duration) -> Result<GenReport, GenError> {
+        if let Some(id) = xvs_io::sys::current_cpu() {
+            core_affinity::set_for_current(core_affinity::CoreId { id });
+        }
         self.set_limit(0)?;
         self.reset_count()?;
         self.set_limit(count)?;

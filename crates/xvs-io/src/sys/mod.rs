@@ -103,6 +103,13 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     }
 }
 
+/// The CPU the calling thread is running on (`sched_getcpu(3)`), if the kernel says.
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    usize::try_from(cpu).ok()
+}
+
 /// Asks the CPU to start loading the cache line at `addr` (a hint for data about to
 /// be used: the loads of many lines then overlap) — any address: a prefetch never
 /// faults. No effect off x86_64.
