@@ -27,6 +27,7 @@ use std::hash::BuildHasher;
 
 use super::rewrite::Rewrite4;
 use super::{Plan, Prefetch};
+use crate::addr::v4_octets;
 use crate::classify::IfaceId;
 use crate::conntrack::{ConnState, Direction, Tuple};
 use crate::service::DestId;
@@ -98,18 +99,12 @@ struct Cached4 {
     rewrite: Rewrite4,
 }
 
-/// The IPv4 address in the first four bytes of `a`.
-#[inline]
-fn v4(a: &[u8; 16]) -> [u8; 4] {
-    [a[0], a[1], a[2], a[3]]
-}
-
 impl Entry for Cached4 {
     #[inline]
     fn new(key: &Tuple, plan: &Plan, refresh: Time) -> Self {
         Cached4 {
-            src: v4(&key.src),
-            dst: v4(&key.dst),
+            src: v4_octets(&key.src),
+            dst: v4_octets(&key.dst),
             sport: key.sport,
             dport: key.dport,
             protocol: key.protocol,
@@ -123,8 +118,8 @@ impl Entry for Cached4 {
     }
     #[inline]
     fn is_for(&self, key: &Tuple) -> bool {
-        self.src == v4(&key.src)
-            && self.dst == v4(&key.dst)
+        self.src == v4_octets(&key.src)
+            && self.dst == v4_octets(&key.dst)
             && self.sport == key.sport
             && self.dport == key.dport
             && self.protocol == key.protocol

@@ -12,7 +12,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::addr::AddrBytes;
+use crate::addr::{AddrBytes, v4_bytes, v4_octets};
 use crate::conntrack::Tuple;
 use crate::forward::verdict::DropReason;
 use crate::wire::checksum;
@@ -198,11 +198,13 @@ pub(crate) fn rewrite_end(
 /// The rewrite of the packets travelling one direction of a connection, with its
 /// checksum work done once (RFC 1624 eqn. 3 with the sums of the old and new words
 /// precomputed): per packet, a NAT rewrite is a few stores and two one's-complement
-/// additions. Valid only for packets of the tuple it was made for.
+/// additions. Valid only for packets of the tuple it was made for. `A` is how the
+/// NAT address is kept: 16 bytes, or 4 in the flow cache's IPv4 entries
+/// ([`Rewrite4`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Rewrite {
+pub(crate) struct Rewrite<A = AddrBytes> {
     /// NAT: what changes; `None` for DR (the frame's L3/L4 stay as they are).
-    pub nat: Option<NatEdit>,
+    pub nat: Option<NatEdit<A>>,
     /// Pseudo-header sum (addresses, protocol; no length) of the packets as they
     /// arrive: a TCP/UDP checksum equal to it plus the length is a partial one.
     pseudo: u32,
@@ -210,11 +212,11 @@ pub(crate) struct Rewrite {
 
 /// The NAT part of a [`Rewrite`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NatEdit {
+pub(crate) struct NatEdit<A = AddrBytes> {
     /// Which end changes.
     pub end: End,
     /// The new address of that end.
-    pub addr: AddrBytes,
+    pub addr: A,
     /// The new port of that end.
     pub port: u16,
     /// Added to the IPv4 header checksum: the address change and the TTL decrement.
@@ -223,42 +225,33 @@ pub(crate) struct NatEdit {
     l4_delta: u16,
 }
 
-/// A [`Rewrite`] of IPv4 packets, with the NAT address in 4 bytes (what lets the flow
+/// A [`Rewrite`] of IPv4 packets with the NAT address in 4 bytes (what lets the flow
 /// cache keep an IPv4 flow's entry in one cache line). [`Rewrite::to_v4`] and
 /// [`Rewrite4::to_rewrite`] are exact inverses for rewrites of IPv4 tuples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Rewrite4 {
-    nat: Option<NatEdit4>,
-    pseudo: u32,
-}
+pub(crate) type Rewrite4 = Rewrite<[u8; 4]>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct NatEdit4 {
-    end: End,
-    addr: [u8; 4],
-    port: u16,
-    ip_delta: u16,
-    l4_delta: u16,
+impl<A: Copy> Rewrite<A> {
+    /// The same rewrite with its NAT address kept as `f` makes it.
+    #[inline]
+    fn map_addr<B>(self, f: impl FnOnce(A) -> B) -> Rewrite<B> {
+        Rewrite {
+            nat: self.nat.map(|n| NatEdit {
+                end: n.end,
+                addr: f(n.addr),
+                port: n.port,
+                ip_delta: n.ip_delta,
+                l4_delta: n.l4_delta,
+            }),
+            pseudo: self.pseudo,
+        }
+    }
 }
 
 impl Rewrite4 {
     /// The full rewrite.
     #[inline]
     pub(crate) fn to_rewrite(self) -> Rewrite {
-        Rewrite {
-            nat: self.nat.map(|n| {
-                let mut addr = AddrBytes::default();
-                addr[..4].copy_from_slice(&n.addr);
-                NatEdit {
-                    end: n.end,
-                    addr,
-                    port: n.port,
-                    ip_delta: n.ip_delta,
-                    l4_delta: n.l4_delta,
-                }
-            }),
-            pseudo: self.pseudo,
-        }
+        self.map_addr(v4_bytes)
     }
 }
 
@@ -279,7 +272,7 @@ impl Rewrite {
             if arriving.v6 {
                 checksum::sum(a)
             } else {
-                u32::from_be_bytes([a[0], a[1], a[2], a[3]])
+                u32::from_be_bytes(v4_octets(a))
             }
         };
         let pseudo = checksum::combine(
@@ -312,16 +305,7 @@ impl Rewrite {
     /// NAT address are kept).
     #[inline]
     pub(crate) fn to_v4(self) -> Rewrite4 {
-        Rewrite4 {
-            nat: self.nat.map(|n| NatEdit4 {
-                end: n.end,
-                addr: [n.addr[0], n.addr[1], n.addr[2], n.addr[3]],
-                port: n.port,
-                ip_delta: n.ip_delta,
-                l4_delta: n.l4_delta,
-            }),
-            pseudo: self.pseudo,
-        }
+        self.map_addr(|a| v4_octets(&a))
     }
 
     /// True when the frame's TCP/UDP checksum is the partial (offload) form.
