@@ -303,6 +303,26 @@ struct Parsed {
 }
 
 impl Parsed {
+    /// A frame of the shape the fast reader accepts (no fragment, no ICMP error):
+    /// its tuple, layout and TCP flags (0 for UDP).
+    #[inline]
+    fn plain(tuple: Tuple, ip: IpInfo, flags: u16) -> Parsed {
+        let has = |f: u16| flags & f != 0;
+        Parsed {
+            ip,
+            tuple,
+            tcp: TcpFlags {
+                syn: has(SYN),
+                ack: has(ACK),
+                fin: has(FIN),
+                rst: has(RST),
+            },
+            frag_ident: None,
+            later_fragment: false,
+            icmp_error: false,
+        }
+    }
+
     fn frag_key(&self) -> Option<FragKey> {
         Some(FragKey {
             src: self.tuple.src,
@@ -551,12 +571,20 @@ impl Director {
             now,
             len: frame.len() as u64,
         };
-        let verdict = match fast::steady(frame) {
-            // A packet of an established connection in the flow cache.
-            Some((tuple, ip)) => match cx.cache.get(&tuple, now) {
-                Some(plan) => cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v),
-                None => cx.decide(iface, frame, false),
-            },
+        let verdict = match fast::segment(frame) {
+            Some((tuple, ip, flags)) => {
+                // A packet of an established connection in the flow cache.
+                if flags & (SYN | FIN | RST) == 0
+                    && let Some(plan) = cx.cache.get(&tuple, now)
+                {
+                    cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v)
+                } else {
+                    // Known to the fast reader, so it needs no general parse (and
+                    // the flow cache was just asked).
+                    let p = Parsed::plain(tuple, ip, flags);
+                    cx.decide_parsed(iface, frame, &p, false)
+                }
+            }
             None => cx.decide(iface, frame, true),
         };
         match verdict {
@@ -618,15 +646,38 @@ impl Cx<'_> {
 
     fn try_decide(&mut self, iface: IfaceId, frame: &mut [u8], try_cache: bool) -> Step<Verdict> {
         let p = parse(frame)?;
+        self.try_decide_parsed(iface, frame, &p, try_cache)
+    }
+
+    /// [`Cx::decide`] for a frame parsed already (by the fast reader).
+    fn decide_parsed(
+        &mut self,
+        iface: IfaceId,
+        frame: &mut [u8],
+        p: &Parsed,
+        try_cache: bool,
+    ) -> Verdict {
+        match self.try_decide_parsed(iface, frame, p, try_cache) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn try_decide_parsed(
+        &mut self,
+        iface: IfaceId,
+        frame: &mut [u8],
+        p: &Parsed,
+        try_cache: bool,
+    ) -> Step<Verdict> {
         if p.later_fragment {
-            return self.forward_fragment(frame, &p);
+            return self.forward_fragment(frame, p);
         }
         if p.icmp_error {
-            self.mark_rules(iface, &p)?;
-            return self.icmp_error(frame, &p);
+            self.mark_rules(iface, p)?;
+            return self.icmp_error(frame, p);
         }
         if !p.ip.has_l4 {
-            self.mark_rules(iface, &p)?;
+            self.mark_rules(iface, p)?;
             return Ok(Verdict::Pass);
         }
         let tuple = p.tuple;
@@ -639,7 +690,7 @@ impl Cx<'_> {
             return self.apply(frame, &p.ip, p.frag_key(), &plan);
         }
         if p.ip.protocol == TCP && p.tcp.syn && !p.tcp.ack {
-            return self.open(iface, frame, &p);
+            return self.open(iface, frame, p);
         }
         let (shared, snap) = (self.shared, self.snap);
         let mut expired = None;
@@ -654,16 +705,16 @@ impl Cx<'_> {
             &tuple,
             now,
             |gone| expired = Some(*gone),
-            |c, dir| track(c, dir, &p, snap, now),
+            |c, dir| track(c, dir, p, snap, now),
         );
         if let Some(gone) = expired {
             shared.conn_gone(&snap.services, &gone);
         }
         match hit {
-            Some((conn, dir, old)) => self.known(frame, &p, conn, dir, old, steady),
+            Some((conn, dir, old)) => self.known(frame, p, conn, dir, old, steady),
             None => {
-                let mark = self.mark_rules(iface, &p)?;
-                self.new_flow(frame, &p, mark, steady)
+                let mark = self.mark_rules(iface, p)?;
+                self.new_flow(frame, p, mark, steady)
             }
         }
     }
