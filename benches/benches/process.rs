@@ -9,7 +9,10 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use xvs_benches::{ack, client, decide_pipelined, scramble, syn, syn_persistent};
+use xvs_benches::{
+    ack, client, decide_pipelined, live_sizes, remove_new_connections, scramble, syn,
+    syn_persistent,
+};
 
 use xvs_core::classify::Classifier;
 use xvs_core::lab::{
@@ -25,18 +28,6 @@ use xvs_core::{Snapshot, TableSizes, Verdict};
 const LIVE: u32 = 100_000;
 const NOW: Time = Time(1000);
 
-fn sizes() -> TableSizes {
-    TableSizes {
-        conns: 1 << 18,
-        templates: 1 << 18,
-        fragments: 1024,
-        shards: 64,
-        max_dests: 1024,
-        flow_cache: 1 << 16,
-        seed: 7,
-    }
-}
-
 /// The lab's snapshot, with every client host of `client()` a known neighbour (so
 /// that replies are forwarded, not dropped for want of a MAC).
 fn snapshot_with_clients() -> Arc<Snapshot> {
@@ -50,7 +41,7 @@ fn snapshot_with_clients() -> Arc<Snapshot> {
 }
 
 fn process(c: &mut Criterion) {
-    let mut d = lab_with(sizes());
+    let mut d = lab_with(live_sizes());
     d.set_snapshot(snapshot_with_clients());
     // 100k live connections; the established frames below rotate over 1024 of them
     // spread across the table (the rest stay live and compete for cache).
@@ -152,11 +143,7 @@ fn process(c: &mut Criterion) {
                     since_removal += batch.len();
                     if since_removal >= CHUNK {
                         since_removal = 0;
-                        // The lab's first 100k clients use ports below 2000; new
-                        // ones above.
-                        shared
-                            .conns
-                            .retain(|c| c.cport < 2000, |c| shared.conn_gone(&snap.services, c));
+                        remove_new_connections(&shared, &snap.services);
                     }
                 }
                 elapsed
@@ -185,7 +172,7 @@ fn batches(c: &mut Criterion) {
     const BATCH: usize = 32;
     let mut d = lab_with(TableSizes {
         flow_cache: 1 << 18,
-        ..sizes()
+        ..live_sizes()
     });
     d.set_snapshot(snapshot_with_clients());
     let frames: Vec<Vec<u8>> = (0..FLOWS)

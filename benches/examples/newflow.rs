@@ -9,7 +9,7 @@
 //! worker's look-ahead, the new connections removed after each round. Prints ns per
 //! SYN: the minimum and the median over the rounds.
 use std::time::{Duration, Instant};
-use xvs_benches::{decide_pipelined, syn, syn_persistent};
+use xvs_benches::{decide_pipelined, live_sizes, remove_new_connections, syn, syn_persistent};
 use xvs_core::TableSizes;
 use xvs_core::lab::{EXT, lab_with};
 use xvs_core::time::Time;
@@ -33,15 +33,7 @@ fn main() {
             seed: 7,
         }
     } else {
-        TableSizes {
-            conns: 1 << 18,
-            templates: 1 << 18,
-            fragments: 1024,
-            shards: 64,
-            max_dests: 1024,
-            flow_cache: 1 << 16,
-            seed: 7,
-        }
+        live_sizes()
     });
     for i in 0..live {
         std::hint::black_box(d.process(EXT, Time(2), &mut syn(i)));
@@ -70,11 +62,7 @@ fn main() {
             }
         }
         per_round.push(elapsed.as_nanos() as f64 / f64::from(n));
-        let (shared, snap) = (d.shared().clone(), d.snapshot().clone());
-        // The live clients use ports below 2000; the new ones above.
-        shared
-            .conns
-            .retain(|c| c.cport < 2000, |c| shared.conn_gone(&snap.services, c));
+        remove_new_connections(d.shared(), &d.snapshot().services);
     }
     per_round.sort_by(f64::total_cmp);
     println!(

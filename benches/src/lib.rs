@@ -6,14 +6,15 @@
 
 use std::net::SocketAddr;
 
+use xvs_core::Shared;
 use xvs_core::addr::to_bytes;
 use xvs_core::classify::IfaceId;
 use xvs_core::conntrack::{Conn, ConnState, Tuple};
-use xvs_core::service::DestId;
+use xvs_core::service::{DestId, ServiceTable};
 use xvs_core::time::Time;
 use xvs_core::wire::build::FrameSpec;
 use xvs_core::wire::tcp_flags::{ACK, SYN};
-use xvs_core::{Director, Prefetch};
+use xvs_core::{Director, Prefetch, TableSizes};
 use xvs_io::sys::hugealloc::HugePageAlloc;
 use xvs_io::xsk::LOOK_AHEAD;
 
@@ -26,6 +27,29 @@ pub fn client(i: u32) -> SocketAddr {
     let port = 1024 + (i / 250) % 64_000;
     let third = (i / (250 * 64_000)) % 256;
     format!("198.18.{third}.{host}:{port}").parse().unwrap()
+}
+
+/// The tables of the `process` bench's case: room for 100k live connections and
+/// the new flows timed on top of them.
+pub fn live_sizes() -> TableSizes {
+    TableSizes {
+        conns: 1 << 18,
+        templates: 1 << 18,
+        fragments: 1024,
+        shards: 64,
+        max_dests: 1024,
+        flow_cache: 1 << 16,
+        seed: 7,
+    }
+}
+
+/// Remove the connections of clients from port 2000 up: the new flows a bench
+/// timed (clients numbered from 250 000), not its live ones (numbered below 100 000,
+/// ports below 2000).
+pub fn remove_new_connections(shared: &Shared, services: &ServiceTable) {
+    shared
+        .conns
+        .retain(|c| c.cport < 2000, |c| shared.conn_gone(services, c));
 }
 
 /// A client SYN to the lab's NAT web VIP.

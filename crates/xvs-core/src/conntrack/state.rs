@@ -107,6 +107,20 @@ pub struct TcpFlags {
     pub rst: bool,
 }
 
+impl TcpFlags {
+    /// The flags of a segment whose flag bits (`wire::tcp_flags`) are `bits`.
+    #[inline]
+    pub const fn from_bits(bits: u16) -> TcpFlags {
+        use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+        TcpFlags {
+            syn: bits & SYN != 0,
+            ack: bits & ACK != 0,
+            fin: bits & FIN != 0,
+            rst: bits & RST != 0,
+        }
+    }
+}
+
 /// Next TCP state after a segment with `flags`; `from_client` tells the direction.
 pub const fn tcp_next(state: ConnState, from_client: bool, f: TcpFlags) -> ConnState {
     use ConnState::*;

@@ -17,12 +17,20 @@ use super::rewrite::IpInfo;
 use crate::addr::AddrBytes;
 use crate::conntrack::Tuple;
 use crate::wire::ip_proto::{TCP, UDP};
+use crate::wire::tcp_flags::{FIN, RST, SYN};
 
 const ETH: usize = 14;
 
 #[inline]
 fn be16(f: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([f[at], f[at + 1]])
+}
+
+/// Whether a segment with TCP flags `flags` (0 for UDP) is a steady packet, one that
+/// neither opens nor closes its connection (so the flow cache may serve it).
+#[inline]
+pub(super) fn is_steady(flags: u16) -> bool {
+    flags & (SYN | FIN | RST) == 0
 }
 
 /// The tuple, layout and TCP flags (0 for UDP) of a plain TCP or UDP frame, or
@@ -133,7 +141,7 @@ mod tests {
     use super::*;
     use crate::wire::build::FrameSpec;
     use crate::wire::checksum;
-    use crate::wire::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+    use crate::wire::tcp_flags::{ACK, PSH};
 
     fn sa(s: &str) -> std::net::SocketAddr {
         s.parse().unwrap()

@@ -48,7 +48,7 @@ pub use crate::table::Prefetch;
 use crate::table::{Expiring, Inserted, ShardedTable};
 use crate::time::Time;
 use crate::wire::ip_proto::{ICMP, ICMPV6, TCP, UDP};
-use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::wire::tcp_flags::{ACK, SYN};
 use crate::wire::{self, EthernetFrame, Ipv4Packet, Ipv6Packet, TcpPacket, ethertype};
 use rewrite::{End, IpInfo, Rewrite};
 pub use stats::{DestTraffic, WorkerStats};
@@ -307,16 +307,10 @@ impl Parsed {
     /// its tuple, layout and TCP flags (0 for UDP).
     #[inline]
     fn plain(tuple: Tuple, ip: IpInfo, flags: u16) -> Parsed {
-        let has = |f: u16| flags & f != 0;
         Parsed {
             ip,
             tuple,
-            tcp: TcpFlags {
-                syn: has(SYN),
-                ack: has(ACK),
-                fin: has(FIN),
-                rst: has(RST),
-            },
+            tcp: TcpFlags::from_bits(flags),
             frag_ident: None,
             later_fragment: false,
             icmp_error: false,
@@ -437,12 +431,7 @@ fn parse(frame: &[u8]) -> Result<Parsed, Verdict> {
             let t = TcpPacket::new_checked(l4).map_err(wire_drop)?;
             parsed.tuple.sport = t.src_port();
             parsed.tuple.dport = t.dst_port();
-            parsed.tcp = TcpFlags {
-                syn: t.syn(),
-                ack: t.ack(),
-                fin: t.fin(),
-                rst: t.rst(),
-            };
+            parsed.tcp = TcpFlags::from_bits(t.flags());
             parsed.ip.has_l4 = true;
         }
         UDP => {
@@ -535,7 +524,7 @@ impl Director {
         let Some((tuple, _, flags)) = fast::segment(frame) else {
             return;
         };
-        if flags & (SYN | FIN | RST) == 0 {
+        if fast::is_steady(flags) {
             self.cache.prefetch(&tuple, p);
         } else {
             // Connection lifecycle segments always consult the shared table.
@@ -574,7 +563,7 @@ impl Director {
         let verdict = match fast::segment(frame) {
             Some((tuple, ip, flags)) => {
                 // A packet of an established connection in the flow cache.
-                if flags & (SYN | FIN | RST) == 0
+                if fast::is_steady(flags)
                     && let Some(plan) = cx.cache.get(&tuple, now)
                 {
                     cx.apply(frame, &ip, None, &plan).unwrap_or_else(|v| v)
@@ -639,17 +628,13 @@ impl Cx<'_> {
     /// The general path; `try_cache`: the flow cache was not consulted yet (the
     /// fast path did not recognise the frame, e.g. VLAN-tagged or a first fragment).
     fn decide(&mut self, iface: IfaceId, frame: &mut [u8], try_cache: bool) -> Verdict {
-        match self.try_decide(iface, frame, try_cache) {
-            Ok(v) | Err(v) => v,
+        match parse(frame) {
+            Ok(p) => self.decide_parsed(iface, frame, &p, try_cache),
+            Err(v) => v,
         }
     }
 
-    fn try_decide(&mut self, iface: IfaceId, frame: &mut [u8], try_cache: bool) -> Step<Verdict> {
-        let p = parse(frame)?;
-        self.try_decide_parsed(iface, frame, &p, try_cache)
-    }
-
-    /// [`Cx::decide`] for a frame parsed already (by the fast reader).
+    /// [`Cx::decide`] for a frame parsed already.
     fn decide_parsed(
         &mut self,
         iface: IfaceId,
