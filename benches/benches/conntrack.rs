@@ -2,7 +2,8 @@
 //! Target: lookup at 10M within 2× of 1k; entry ≤ 64 bytes (checked here too).
 //! Lookups hit random live entries (xorshift order), the realistic worst case; one by
 //! one, and in batches of 32 with their index buckets prefetched first (as a worker
-//! does with an rx batch).
+//! does with an rx batch). `floor` is the machine's own share: two dependent loads
+//! among as many random lines of an array as large as the table.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -82,9 +83,58 @@ fn conntrack(c: &mut Criterion) {
                 black_box(table.remove(&c.original_tuple()));
             })
         });
+        // The floor of a lookup on this machine: two dependent loads (as bucket →
+        // entry) among 8 192 random lines (as the 4 096 keys' buckets and entries) of
+        // an array as large as the table, on the same kind of pages, and nothing
+        // else. Its ratio between sizes is what the memory hierarchy alone costs;
+        // the lookups' ratio reads against it.
+        let chain = Chain::new(table.capacity() * BYTES_PER_SLOT, 8192);
+        let mut at = chain.start;
+        g.bench_with_input(BenchmarkId::new("floor", n), &n, |b, _| {
+            b.iter(|| {
+                at = chain.next[chain.next[at]];
+                black_box(at)
+            })
+        });
         eprintln!("conntrack {n}: {} live", table.len());
     }
     g.finish();
+}
+
+/// Bytes of table per connection slot: the entry and its share of the index.
+const BYTES_PER_SLOT: usize = 64 + 26;
+
+/// A cycle through `lines` distinct random cache lines of a `bytes`-sized array:
+/// `next[i]` is where the load after `i` goes, from `start`.
+struct Chain {
+    next: Vec<usize>,
+    start: usize,
+}
+
+impl Chain {
+    fn new(bytes: usize, lines: usize) -> Chain {
+        const WORDS: usize = 64 / size_of::<usize>();
+        let total = (bytes / 64).max(1);
+        let mut picked = std::collections::HashSet::new();
+        let mut order = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        while order.len() < lines.min(total) {
+            x = scramble(x);
+            let line = (x % total as u64) as usize;
+            if picked.insert(line) {
+                order.push(line * WORDS);
+            }
+        }
+        let mut next = vec![0; total * WORDS];
+        for w in order.windows(2) {
+            next[w[0]] = w[1];
+        }
+        next[order[order.len() - 1]] = order[0];
+        Chain {
+            next,
+            start: order[0],
+        }
+    }
 }
 
 fn conn_reply(t: &xvs_core::conntrack::Tuple) -> xvs_core::conntrack::Tuple {
