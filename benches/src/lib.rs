@@ -43,9 +43,9 @@ pub fn live_sizes() -> TableSizes {
     }
 }
 
-/// Remove the connections of clients from port 2000 up: the new flows a bench
-/// timed (clients numbered from 250 000), not its live ones (numbered below 100 000,
-/// ports below 2000).
+/// Remove the connections of clients from port 2000 up (`client(i)` for i ≥ 244 000):
+/// the new flows a bench timed (numbered from 1 000 000), not its live ones
+/// (numbered below 100 000, ports below 2000).
 pub fn remove_new_connections(shared: &Shared, services: &ServiceTable) {
     shared
         .conns
