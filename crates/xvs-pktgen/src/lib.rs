@@ -38,5 +38,5 @@ pub mod xsk_gen;
 pub use frame::{FrameError, Proto, TemplateSpec};
 pub use generator::{GenError, GenReport, Generator, GeneratorConfig, Pace};
 pub use recirc::{Recirculator, RecirculatorConfig};
-pub use sink::{Sink, SinkError, SinkOptions, SinkReport};
+pub use sink::{Sink, SinkAttach, SinkError, SinkOptions, SinkReport, SinkVerdict};
 pub use xsk_gen::XskGenError;

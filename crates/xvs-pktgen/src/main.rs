@@ -11,8 +11,9 @@
 //!   [--sport P] [--flows N] [--size BYTES] [--proto udp|tcp] [--secs S]
 //!   [--count N] [--rate PPS] [--batch N] [--cpu C]` sends from interface IF of the
 //!   current namespace (run it under `ip netns exec`), flat out or paced.
-//! - `xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic]` attaches the
-//!   sink to IF for S seconds and prints what it counted.
+//! - `xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic | --tc]` attaches
+//!   the sink to IF (native XDP, generic XDP or tc ingress) for S seconds and
+//!   prints what it counted.
 
 #![forbid(unsafe_code)]
 
@@ -24,8 +25,8 @@ use anyhow::{Context, Result, bail};
 use xvs_io::steer::XdpMode;
 use xvs_pktgen::lab::{self, GEN_MAC, SINK_MAC, VethLab};
 use xvs_pktgen::{
-    Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink, SinkOptions,
-    SinkReport, TemplateSpec,
+    Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink, SinkAttach,
+    SinkOptions, SinkReport, TemplateSpec,
 };
 
 const USAGE: &str = "usage:
@@ -34,9 +35,9 @@ const USAGE: &str = "usage:
   xvs-pktgen gen --dev IF --dst-mac MAC --src ADDR --dst ADDR [--dport P] [--sport P] [--flows N]
                  [--size BYTES] [--proto udp|tcp] [--secs S] [--count N] [--rate PPS] [--batch N] [--cpu C]
                  [--xsk]   (send through an AF_XDP socket instead: smooth, paced or flat out, ≈ 1–1.5 Mpps)
-  xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic]";
+  xvs-pktgen sink --dev IF [--flows N] [--secs S] [--generic | --tc]";
 
-/// `--flag value` pairs (and bare `--generic`).
+/// `--flag value` pairs (and bare `--generic`, `--tc`, `--xsk`, `--recirc`).
 fn options(args: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut it = args.iter();
@@ -44,7 +45,7 @@ fn options(args: &[String]) -> Result<BTreeMap<String, String>> {
         if !flag.starts_with("--") {
             bail!("unexpected argument {flag}\n{USAGE}");
         }
-        if flag == "--generic" || flag == "--xsk" || flag == "--recirc" {
+        if ["--generic", "--tc", "--xsk", "--recirc"].contains(&flag.as_str()) {
             out.insert(flag.clone(), String::new());
             continue;
         }
@@ -212,17 +213,19 @@ fn sink_cmd(args: &[String]) -> Result<()> {
     let ifindex = xvs_io::sys::if_index(&dev).with_context(|| format!("interface {dev}"))?;
     let flows = take(&mut o, "--flows", Some(1024))?;
     let duration = secs(take(&mut o, "--secs", Some(10.0))?)?;
-    let mode = if o.remove("--generic").is_some() {
-        XdpMode::Generic
+    let attach = if o.remove("--tc").is_some() {
+        SinkAttach::TcIngress
+    } else if o.remove("--generic").is_some() {
+        SinkAttach::Xdp(XdpMode::Generic)
     } else {
-        XdpMode::Native
+        SinkAttach::Xdp(XdpMode::Native)
     };
     no_more(&o)?;
     let sink = Sink::attach(
         ifindex,
         SinkOptions {
             flows,
-            mode,
+            attach,
             ..SinkOptions::default()
         },
     )?;

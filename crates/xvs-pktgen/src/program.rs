@@ -17,17 +17,19 @@
 //!
 //! ## Sink (`xvs_pktgen_sink`)
 //!
-//! Attached to the receiving interface:
+//! Attached to the receiving interface, at XDP or at tc ingress ([`Hook`]: the
+//! same steps, only the context's packet pointers and the verdicts differ):
 //!
 //! 1. Ethernet / IPv4 with IHL 5, not a fragment, UDP or TCP (20-byte header),
 //!    long enough for the marker, payload starting with [`crate::frame::MAGIC`]
-//!    — else `stats[1]` counts it and it is passed (`XDP_PASS`: ARP, ...);
+//!    — else `stats[1]` counts it and it is passed (`XDP_PASS` / `TC_ACT_OK`: ARP, ...);
 //! 2. latency = `bpf_ktime_get_ns()` − the frame's timestamp, into
 //!    `hist[bucket(latency)]` (see [`bucket_of`]);
 //! 3. `flows[sport % flows]` += 1;
 //! 4. `dests[ip.dst]` += 1 (per-CPU hash: lookup, else insert then lookup; a
 //!    full table counts into `stats[2]`);
-//! 5. `stats[0]` += (1 frame, IP total length + 14 bytes); `XDP_DROP`.
+//! 5. `stats[0]` += (1 frame, IP total length + 14 bytes); dropped (`XDP_DROP` /
+//!    `TC_ACT_SHOT`).
 //!
 //! All maps are per-CPU (userspace sums the CPUs), so the programs take no
 //! lock and do no atomic operation.
@@ -65,6 +67,41 @@ pub const STAT_DEST_OVERFLOW: u32 = 2;
 const XDP_DROP: i32 = XdpAction::Drop.retval();
 const XDP_PASS: i32 = XdpAction::Pass.retval();
 const XDP_TX: i32 = XdpAction::Tx.retval();
+/// `TC_ACT_OK`: the packet goes on.
+const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: the packet is dropped.
+const TC_ACT_SHOT: i32 = 2;
+/// Offsets of `data` and `data_end` in `struct __sk_buff`.
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+
+/// The hook the sink program is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// XDP (`struct xdp_md`; the verdicts are XDP actions).
+    Xdp,
+    /// tc ingress (`struct __sk_buff`, whose `data` is the Ethernet header there;
+    /// the verdicts are `TC_ACT_*`).
+    TcIngress,
+}
+
+impl Hook {
+    /// Offsets of the context's `data` and `data_end`.
+    fn packet(self) -> (i16, i16) {
+        match self {
+            Hook::Xdp => (MD_DATA, MD_DATA_END),
+            Hook::TcIngress => (SKB_DATA, SKB_DATA_END),
+        }
+    }
+
+    /// The (drop, pass) verdicts.
+    pub fn verdicts(self) -> (i32, i32) {
+        match self {
+            Hook::Xdp => (XDP_DROP, XDP_PASS),
+            Hook::TcIngress => (TC_ACT_SHOT, TC_ACT_OK),
+        }
+    }
+}
 /// `BPF_NOEXIST` for `bpf_map_update_elem`.
 const NOEXIST: i32 = 1;
 
@@ -325,19 +362,21 @@ fn count_index(a: &mut Asm<S>, map: i32, key: Reg, next: S) {
     ]);
 }
 
-/// The sink program for `flows` ≥ 1 flow counters (see the module docs).
+/// The sink program at `hook` for `flows` ≥ 1 flow counters (see the module docs).
 ///
 /// # Panics
 /// If `flows` is 0 or above `i32::MAX`.
-pub fn sink(maps: SinkMaps, flows: u32) -> Vec<Insn> {
+pub fn sink(maps: SinkMaps, flows: u32, hook: Hook) -> Vec<Insn> {
     assert!(flows >= 1 && flows <= i32::MAX as u32, "flows {flows}");
     let udp = Proto::Udp;
     let tcp = Proto::Tcp;
+    let (data, data_end) = hook.packet();
+    let (drop, pass) = hook.verdicts();
     let mut a = Asm::new();
     // --- parse ----------------------------------------------------------------
     a.emit([
-        Insn::ldx_w(R2, R1, MD_DATA),     // r2 = data
-        Insn::ldx_w(R3, R1, MD_DATA_END), // r3 = data_end
+        Insn::ldx_w(R2, R1, data),     // r2 = data
+        Insn::ldx_w(R3, R1, data_end), // r3 = data_end
         Insn::mov64_reg(R4, R2),
         Insn::add64_imm(R4, udp.min_frame_len() as i32), // r4 = data + 52
     ])
@@ -459,12 +498,12 @@ pub fn sink(maps: SinkMaps, flows: u32) -> Vec<Insn> {
     a.label(S::Done);
     count_stat(&mut a, maps.stats, STAT_DELIVERED, Some(R9), S::Drop);
     a.label(S::Drop)
-        .emit([Insn::mov64_imm(R0, XDP_DROP), Insn::exit()]);
+        .emit([Insn::mov64_imm(R0, drop), Insn::exit()]);
     // --- everything else: counted, then the kernel --------------------------------
     a.label(S::Pass);
     count_stat(&mut a, maps.stats, STAT_PASSED, None, S::PassNow);
     a.label(S::PassNow)
-        .emit([Insn::mov64_imm(R0, XDP_PASS), Insn::exit()]);
+        .emit([Insn::mov64_imm(R0, pass), Insn::exit()]);
     a.finish()
 }
 
@@ -551,8 +590,10 @@ mod tests {
             dests: 5,
             hist: 6,
         };
-        let s = sink(maps, 1024);
-        assert!(s.len() < 200, "{}", s.len());
-        assert_eq!(s.last(), Some(&Insn::exit()));
+        for hook in [Hook::Xdp, Hook::TcIngress] {
+            let s = sink(maps, 1024, hook);
+            assert!(s.len() < 200, "{}", s.len());
+            assert_eq!(s.last(), Some(&Insn::exit()));
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The sink / meter: an XDP program on the receiving interface that counts the
-//! generator's frames and drops them, and passes everything else (ARP!) on.
+//! The sink / meter: a program on the receiving interface — at XDP, or at tc
+//! ingress ([`SinkAttach`]) — that counts the generator's frames and drops them,
+//! and passes everything else (ARP!) on.
 //!
 //! See [`crate::program`] for the program and the histogram's buckets.
 //! [`Sink::read`] sums the per-CPU maps into a [`SinkReport`]; the latency
@@ -12,11 +13,12 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use xvs_io::steer::{XdpAction, XdpMode};
-use xvs_io::sys::bpf::{self, BpfError, BpfFd, Map, MapType};
+use xvs_io::steer::XdpMode;
+use xvs_io::sys::bpf::{self, BpfError, BpfFd, Map, MapType, ProgType};
 
 use crate::program::{
-    self, HIST_BUCKETS, STAT_DELIVERED, STAT_DEST_OVERFLOW, STAT_PASSED, STATS_ENTRIES, SinkMaps,
+    self, HIST_BUCKETS, Hook, STAT_DELIVERED, STAT_DEST_OVERFLOW, STAT_PASSED, STATS_ENTRIES,
+    SinkMaps,
 };
 
 const LICENSE: &CStr = c"Dual MIT/GPL";
@@ -52,8 +54,40 @@ pub struct SinkOptions {
     pub flows: u32,
     /// Distinct destination addresses counted (more go to `dest_overflow`).
     pub max_dests: u32,
-    /// How to attach (veth: native).
-    pub mode: XdpMode,
+    /// Where to attach.
+    pub attach: SinkAttach,
+}
+
+/// Where the sink's program runs.
+///
+/// On a veth, XDP is the cheaper hook only for frames that come as XDP frames:
+/// a frame that arrives as an skb with less than 256 bytes of headroom (one sent
+/// by an AF_XDP socket in copy mode, say) is first copied into a fresh page for
+/// XDP. At tc ingress nothing is copied, whatever the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkAttach {
+    /// An XDP link (veth: native).
+    Xdp(XdpMode),
+    /// A tcx ingress link (Linux ≥ 6.6).
+    TcIngress,
+}
+
+impl SinkAttach {
+    fn hook(self) -> Hook {
+        match self {
+            SinkAttach::Xdp(_) => Hook::Xdp,
+            SinkAttach::TcIngress => Hook::TcIngress,
+        }
+    }
+}
+
+/// What the sink's program did with a frame ([`Sink::test_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkVerdict {
+    /// A generator frame: counted and dropped.
+    Counted,
+    /// Anything else: passed on to the kernel.
+    Passed,
 }
 
 impl Default for SinkOptions {
@@ -61,7 +95,7 @@ impl Default for SinkOptions {
         SinkOptions {
             flows: 1024,
             max_dests: 1024,
-            mode: XdpMode::Native,
+            attach: SinkAttach::Xdp(XdpMode::Native),
         }
     }
 }
@@ -134,8 +168,11 @@ impl Sink {
     /// stays attached while the `Sink` lives.
     pub fn attach(ifindex: u32, options: SinkOptions) -> Result<Self, SinkError> {
         let mut sink = Self::load(options)?;
-        let link = bpf::xdp_link_create(&sink.prog, ifindex, options.mode)
-            .map_err(bpf_err("attaching the sink program"))?;
+        let link = match options.attach {
+            SinkAttach::Xdp(mode) => bpf::xdp_link_create(&sink.prog, ifindex, mode),
+            SinkAttach::TcIngress => bpf::tcx_ingress_link_create(&sink.prog, ifindex),
+        }
+        .map_err(bpf_err("attaching the sink program"))?;
         sink.link = Some(link);
         Ok(sink)
     }
@@ -168,8 +205,13 @@ impl Sink {
             dests: dests.fd().raw(),
             hist: hist.fd().raw(),
         };
-        let insns = program::sink(maps, options.flows);
-        let loaded = bpf::prog_load(&insns, LICENSE, "xvs_pktgen_sink")
+        let hook = options.attach.hook();
+        let insns = program::sink(maps, options.flows, hook);
+        let ty = match hook {
+            Hook::Xdp => ProgType::Xdp,
+            Hook::TcIngress => ProgType::SchedCls,
+        };
+        let loaded = bpf::prog_load_as(ty, &insns, LICENSE, "xvs_pktgen_sink")
             .map_err(bpf_err("loading the sink program"))?;
         Ok(Sink {
             link: None,
@@ -201,9 +243,14 @@ impl Sink {
 
     /// Runs the program once on `frame` with `BPF_PROG_RUN` (no live frames:
     /// nothing is sent; the maps are updated as for a received frame).
-    pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, SinkError> {
+    pub fn test_run(&self, frame: &[u8]) -> Result<SinkVerdict, SinkError> {
         let run = bpf::prog_test_run(&self.prog, frame).map_err(bpf_err("running the sink"))?;
-        Ok(XdpAction::from_retval(run.retval))
+        let (drop, _) = self.options.attach.hook().verdicts();
+        Ok(if run.retval as i32 == drop {
+            SinkVerdict::Counted
+        } else {
+            SinkVerdict::Passed
+        })
     }
 
     /// The options the sink was made with.

@@ -10,11 +10,12 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use xvs_core::wire::{EthernetFrame, Ipv4Packet, TcpPacket, checksum};
+use xvs_io::steer::XdpMode;
 use xvs_io::sys::packet::PacketSocket;
 use xvs_pktgen::lab::{GEN_MAC, SINK_MAC, VethLab, ip, run_in_private_netns};
 use xvs_pktgen::{
     GenReport, Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink,
-    SinkOptions, TemplateSpec,
+    SinkAttach, SinkOptions, SinkVerdict, TemplateSpec,
 };
 
 /// Whether this test may run: true as root. Otherwise prints a visible
@@ -347,19 +348,23 @@ fn the_sink_passes_arp_and_unmarked_frames() {
 }
 
 /// The sink's verdicts and counters on hand-made frames (`BPF_PROG_RUN`, no
-/// interface): only well-formed marked IPv4 UDP/TCP frames are counted and
-/// dropped.
+/// interface), as an XDP program and as a tc one: only well-formed marked IPv4
+/// UDP/TCP frames are counted and dropped.
 #[test]
 fn the_sink_counts_only_marked_frames() {
-    use xvs_core::wire::build::FrameSpec;
-    use xvs_io::steer::XdpAction;
     if !privileged("veth::the_sink_counts_only_marked_frames") {
         return;
     }
+    sink_counts_only_marked_frames(SinkAttach::Xdp(XdpMode::Native));
+    sink_counts_only_marked_frames(SinkAttach::TcIngress);
+}
+
+fn sink_counts_only_marked_frames(attach: SinkAttach) {
+    use xvs_core::wire::build::FrameSpec;
     let sink = Sink::load(SinkOptions {
         flows: 10,
         max_dests: 2,
-        ..SinkOptions::default()
+        attach,
     })
     .expect("load");
     let marked = |proto, dst: Ipv4Addr, port: u16, size| {
@@ -390,7 +395,11 @@ fn the_sink_counts_only_marked_frames() {
         marked(Proto::Udp, rs3, 1000, 64), // a third destination: table full
     ];
     for f in &drop {
-        assert_eq!(sink.test_run(f).expect("run"), XdpAction::Drop);
+        assert_eq!(
+            sink.test_run(f).expect("run"),
+            SinkVerdict::Counted,
+            "{attach:?}"
+        );
     }
     let mut unmarked = marked(Proto::Udp, rs1, 1003, 64);
     unmarked[Proto::Udp.payload_offset()] = b'x';
@@ -410,7 +419,11 @@ fn the_sink_counts_only_marked_frames() {
     let short = marked(Proto::Udp, rs1, 1003, 64)[..51].to_vec();
     let pass = [unmarked, fragment, with_options, arp, short];
     for (i, f) in pass.iter().enumerate() {
-        assert_eq!(sink.test_run(f).expect("run"), XdpAction::Pass, "frame {i}");
+        assert_eq!(
+            sink.test_run(f).expect("run"),
+            SinkVerdict::Passed,
+            "{attach:?}: frame {i}"
+        );
     }
     let r = sink.read().expect("read");
     assert_eq!(r.delivered, 5);
@@ -478,6 +491,52 @@ fn the_af_xdp_source_is_smooth_and_timestamped() {
             "p50 {p50} ns from userspace timestamps"
         );
         assert!(took < Duration::from_millis(1500), "bounded: {took:?}");
+    });
+}
+
+/// The sink at tc ingress on a real veth: frames sent by an AF_XDP socket (skbs,
+/// as a forwarder's copy-mode tx makes them) are counted per flow and dropped.
+#[test]
+fn the_tc_sink_counts_frames_from_an_af_xdp_socket() {
+    if !privileged("veth::the_tc_sink_counts_frames_from_an_af_xdp_socket") {
+        return;
+    }
+    run_in_private_netns(|| {
+        const COUNT: u64 = 10_000;
+        const FLOWS: u32 = 8;
+        let lab = VethLab::create("g0", "s0").expect("lab");
+        let sink = Sink::attach(
+            lab.sink_ifindex,
+            SinkOptions {
+                flows: FLOWS,
+                attach: SinkAttach::TcIngress,
+                ..SinkOptions::default()
+            },
+        )
+        .expect("tc sink");
+        let template = generator(&lab, Proto::Udp, FLOWS).config().template.clone();
+        let sent = xvs_pktgen::xsk_gen::send(
+            "g0",
+            &template,
+            FLOWS,
+            Pace::Rate(50_000),
+            COUNT,
+            Duration::from_secs(2),
+        )
+        .expect("paced AF_XDP run");
+        sink.settle(Duration::from_millis(50), Duration::from_secs(1))
+            .expect("settle");
+        let r = sink.read().expect("read");
+        assert_eq!(sent, COUNT, "the count bounds the run");
+        assert!(
+            r.delivered <= sent && r.delivered * 100 >= sent * 95,
+            "delivered {} of {sent}",
+            r.delivered
+        );
+        assert_eq!(r.per_flow.iter().sum::<u64>(), r.delivered);
+        assert_eq!(r.flows_seen(), FLOWS as usize, "{:?}", r.per_flow);
+        assert_eq!(r.delivered_bytes, r.delivered * 64, "64-byte frames");
+        assert_eq!(r.latency.len() + r.latency_overflow, r.delivered);
     });
 }
 

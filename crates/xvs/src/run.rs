@@ -46,18 +46,6 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// Period of the full re-read of links, routes and neighbours.
 const REFRESH: Duration = Duration::from_millis(500);
 
-/// AF_XDP sizes per port: 2048 frames × 2 KiB = 4 MiB of a worker's one shared
-/// UMEM per interface (8 MiB for two: needs CAP_IPC_LOCK beyond the 8 MiB
-/// memlock limit).
-fn xsk_config() -> XskConfig {
-    XskConfig {
-        frame_count: 2048,
-        frame_size: 2048,
-        fill_size: 1024,
-        ring_size: 1024,
-    }
-}
-
 /// Runs the director on `path` until SIGTERM / SIGINT.
 pub fn run(path: &Path) -> Result<()> {
     let config = xvs_config::load(path).map_err(crate::ConfigRejected)?;
@@ -121,9 +109,10 @@ pub fn run(path: &Path) -> Result<()> {
         let handle = match backend {
             Backend::AfXdp => {
                 let ifs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let ports = PortSet::open(&ifs, id as u32, xsk_config()).with_context(|| {
-                    format!("AF_XDP sockets on queue {id} of {ifs:?} (one shared UMEM)")
-                })?;
+                let ports =
+                    PortSet::open(&ifs, id as u32, XskConfig::default()).with_context(|| {
+                        format!("AF_XDP sockets on queue {id} of {ifs:?} (one shared UMEM)")
+                    })?;
                 for (i, name) in names.iter().enumerate() {
                     steering
                         .bind_socket(i, id as u32, ports.fd(i))

@@ -34,8 +34,18 @@ mod cmd {
     pub const LINK_CREATE: u32 = 28;
 }
 
-/// `BPF_PROG_TYPE_XDP`.
-const PROG_TYPE_XDP: u32 = 6;
+/// Program types (`enum bpf_prog_type`) this crate loads: what the program's
+/// context is and where it may be attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ProgType {
+    /// `BPF_PROG_TYPE_SCHED_CLS`: a tc classifier (context `struct __sk_buff`),
+    /// attached with [`tcx_ingress_link_create`].
+    SchedCls = 3,
+    /// `BPF_PROG_TYPE_XDP` (context `struct xdp_md`), attached with
+    /// [`xdp_link_create`].
+    Xdp = 6,
+}
 /// `BPF_ANY`: create or update.
 const UPDATE_ANY: u64 = 0;
 /// `BPF_LOG_LEVEL1`: the verifier's full trace.
@@ -268,7 +278,7 @@ struct TestRunAttr {
     _pad: u32,
 }
 
-/// `BPF_LINK_CREATE` arm (the XDP subset).
+/// `BPF_LINK_CREATE` arm (the XDP and tcx subset: no relative link, any revision).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct LinkCreateAttr {
@@ -515,6 +525,7 @@ fn log_text(buf: &[u8]) -> String {
 }
 
 fn prog_load_once(
+    ty: ProgType,
     insns: &[Insn],
     license: &CStr,
     name: &str,
@@ -523,7 +534,7 @@ fn prog_load_once(
 ) -> io::Result<libc::c_long> {
     let mut attr = Attr::zeroed();
     attr.prog_load = ProgLoadAttr {
-        prog_type: PROG_TYPE_XDP,
+        prog_type: ty as u32,
         insn_cnt: insns.len() as u32,
         insns: ptr_u64(insns.as_ptr()),
         license: ptr_u64(license.as_ptr()),
@@ -543,12 +554,22 @@ fn prog_load_once(
     unsafe { sys_bpf(cmd::PROG_LOAD, &mut attr) }
 }
 
-/// `BPF_PROG_LOAD` of an XDP program.
+/// `BPF_PROG_LOAD` of an XDP program ([`prog_load_as`] with [`ProgType::Xdp`]).
+pub fn prog_load(insns: &[Insn], license: &CStr, name: &str) -> Result<LoadedProg, BpfError> {
+    prog_load_as(ProgType::Xdp, insns, license, name)
+}
+
+/// `BPF_PROG_LOAD` of a program of type `ty`.
 ///
 /// Loads with `BPF_LOG_STATS` (kept in [`LoadedProg::verifier_stats`]); if the
 /// kernel refuses, loads again with the full trace and returns it in
 /// [`BpfError::Verifier`].
-pub fn prog_load(insns: &[Insn], license: &CStr, name: &str) -> Result<LoadedProg, BpfError> {
+pub fn prog_load_as(
+    ty: ProgType,
+    insns: &[Insn],
+    license: &CStr,
+    name: &str,
+) -> Result<LoadedProg, BpfError> {
     if insns.is_empty() || insns.len() > MAX_INSNS {
         return Err(BpfError::OutOfRange {
             what: "instruction count",
@@ -556,14 +577,14 @@ pub fn prog_load(insns: &[Insn], license: &CStr, name: &str) -> Result<LoadedPro
         });
     }
     let mut stats = vec![0u8; STATS_LOG_SIZE];
-    match prog_load_once(insns, license, name, LOG_LEVEL_STATS, &mut stats) {
+    match prog_load_once(ty, insns, license, name, LOG_LEVEL_STATS, &mut stats) {
         Ok(ret) => Ok(LoadedProg {
             fd: owned_fd(ret),
             verifier_stats: log_text(&stats),
         }),
         Err(first) => {
             let mut trace = vec![0u8; TRACE_LOG_SIZE];
-            match prog_load_once(insns, license, name, LOG_LEVEL_TRACE, &mut trace) {
+            match prog_load_once(ty, insns, license, name, LOG_LEVEL_TRACE, &mut trace) {
                 // Accepted on the second try (should not happen): keep it.
                 Ok(ret) => Ok(LoadedProg {
                     fd: owned_fd(ret),
@@ -752,12 +773,32 @@ impl XdpMode {
 /// attached while the returned link fd is open (closing it detaches it, also
 /// when the process exits). A second XDP link on the same interface is `EBUSY`.
 pub fn xdp_link_create(prog: &BpfFd, ifindex: u32, mode: XdpMode) -> Result<BpfFd, BpfError> {
+    link_create(prog, ifindex, ATTACH_TYPE_XDP, mode.flags())
+}
+
+/// `BPF_TCX_INGRESS`: the attach type of a tcx ingress link (Linux ≥ 6.6).
+const ATTACH_TYPE_TCX_INGRESS: u32 = 46;
+
+/// `BPF_LINK_CREATE` of a [`ProgType::SchedCls`] program at the tc ingress hook
+/// of interface `ifindex` (tcx: no qdisc needed; the program's return value is
+/// a `TC_ACT_*` verdict). Attached while the returned link fd is open; links
+/// on one interface run in the order they were made.
+pub fn tcx_ingress_link_create(prog: &BpfFd, ifindex: u32) -> Result<BpfFd, BpfError> {
+    link_create(prog, ifindex, ATTACH_TYPE_TCX_INGRESS, 0)
+}
+
+fn link_create(
+    prog: &BpfFd,
+    ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+) -> Result<BpfFd, BpfError> {
     let mut attr = Attr::zeroed();
     attr.link_create = LinkCreateAttr {
         prog_fd: prog.raw() as u32,
         target_ifindex: ifindex,
-        attach_type: ATTACH_TYPE_XDP,
-        flags: mode.flags(),
+        attach_type,
+        flags,
     };
     // SAFETY: the LINK_CREATE arm used here holds no pointers.
     let ret =

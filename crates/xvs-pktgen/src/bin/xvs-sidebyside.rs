@@ -50,18 +50,19 @@ use xvs_io::xsk::{PortSet, XskConfig};
 use xvs_pktgen::program::bucket_value;
 use xvs_pktgen::{
     GenError, Generator, GeneratorConfig, Pace, Proto, Recirculator, RecirculatorConfig, Sink,
-    SinkOptions, TemplateSpec,
+    SinkAttach, SinkOptions, TemplateSpec,
 };
 
 const USAGE: &str =
-    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--flow-cache N] [--xvs PATH] [--no-append] [--force]
+    "usage: xvs-sidebyside [--seconds S] [--size BYTES] [--flows N,N] [--rows abcde] [--repeat N] [--flow-cache N] [--sink xdp|tc] [--xvs PATH] [--no-append] [--force]
   builds a namespace lab and measures: bare AF_XDP forwarder, xvs NAT, xvs DR,
   nftables DNAT numgen, xvs on AF_PACKET; prints a table and appends it to benches/RESULTS.md
   --rows picks some of the rows (a) to (e); (a) is always measured, right before each other
   row (its reference: ratios and the 80 % load are against the (a) just before)
   --repeat N measures every row N times (default 3), rounds interleaved, and reports each
   figure's median (one round on a shared VM can be off by 30 %)
-  --flow-cache N sets xvs's per-worker flow cache (director.tables.flow_cache; default 262144)";
+  --flow-cache N sets xvs's per-worker flow cache (director.tables.flow_cache; default 262144)
+  --sink xdp|tc: where the sink counts on the far veth (default xdp; see the module docs)";
 
 /// The xvs rows' flow cache unless `--flow-cache` says otherwise.
 const DEFAULT_FLOW_CACHE: usize = 262_144;
@@ -127,6 +128,7 @@ struct Options {
     rows: Vec<Variant>,
     repeat: usize,
     flow_cache: usize,
+    sink: SinkAttach,
     xvs: PathBuf,
     append: bool,
     force: bool,
@@ -202,6 +204,7 @@ fn parse_args() -> Result<Options> {
         rows: Variant::ALL.to_vec(),
         repeat: DEFAULT_REPEAT,
         flow_cache: DEFAULT_FLOW_CACHE,
+        sink: SinkAttach::Xdp(XdpMode::Native),
         xvs: std::env::current_exe()?
             .parent()
             .map(|d| d.join("xvs"))
@@ -237,6 +240,13 @@ fn parse_args() -> Result<Options> {
             }
             "--repeat" => o.repeat = val()?.parse().context("--repeat")?,
             "--flow-cache" => o.flow_cache = val()?.parse().context("--flow-cache")?,
+            "--sink" => {
+                o.sink = match val()?.as_str() {
+                    "xdp" => SinkAttach::Xdp(XdpMode::Native),
+                    "tc" => SinkAttach::TcIngress,
+                    other => bail!("--sink {other}: xdp or tc\n{USAGE}"),
+                }
+            }
             "--xvs" => o.xvs = PathBuf::from(val()?),
             "--no-append" => o.append = false,
             "--force" => o.force = true,
@@ -329,8 +339,8 @@ fn run() -> Result<()> {
     let mut lab = Lab::build()?;
     // Kernel features: native XDP on veth (the sink) and live frames (Linux ≥ 5.18).
     drop(
-        lab.sink(1024)
-            .context("attaching the XDP sink (native XDP on veth)")?,
+        lab.sink(1024, o.sink)
+            .context("attaching the sink (native XDP on veth, or tcx: Linux ≥ 6.6)")?,
     );
     let probe = lab.generator(64, o.size)?.send(
         Source::LiveFrames,
@@ -375,7 +385,7 @@ fn run() -> Result<()> {
     }
     let mut rows = Vec::new();
     for &flows in &o.flows {
-        let sink = lab.sink(flows.max(1024))?;
+        let sink = lab.sink(flows.max(1024), o.sink)?;
         let mut bare_rounds: Vec<Row> = Vec::new();
         let mut rounds: Vec<Vec<Row>> = Vec::new();
         let others: Vec<Variant> = o
@@ -574,7 +584,7 @@ fn render(o: &Options, lab_source: Source, rows: &[Row]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator ({}) on cpu 0, forwarder on cpu 1, sink = XDP counter on the far veth. (a) is measured again right before every other row: each row's ratio, and its loss and latency at 80 %, are against that (a) (this VM's speed drifts within minutes).{}\n",
+        "## Side-by-side forwarding run ({date}, commit `{commit}`)\n\nCommand: `scripts/sidebyside.sh --seconds {} --size {} --flows {}{}` — {}-byte UDP frames, generator ({}) on cpu 0, forwarder on cpu 1, sink = {} counter on the far veth. (a) is measured again right before every other row: each row's ratio, and its loss and latency at 80 %, are against that (a) (this VM's speed drifts within minutes).{}\n",
         o.seconds,
         o.size,
         o.flows
@@ -597,9 +607,18 @@ fn render(o: &Options, lab_source: Source, rows: &[Row]) -> String {
             String::new()
         } else {
             format!(" --flow-cache {}", o.flow_cache)
+        } + if o.sink == SinkAttach::TcIngress {
+            " --sink tc"
+        } else {
+            ""
         },
         o.size,
         lab_source.label(),
+        if o.sink == SinkAttach::TcIngress {
+            "tc-ingress"
+        } else {
+            "XDP"
+        },
         if o.repeat > 1 {
             format!(
                 " Every row measured {} times (rounds interleaved); each figure, ratios included, is the median.",
@@ -794,7 +813,7 @@ impl Lab {
     }
 
     /// The sink on `s0`, counting up to `flows` flows.
-    fn sink(&self, flows: u32) -> Result<Sink> {
+    fn sink(&self, flows: u32, attach: SinkAttach) -> Result<Sink> {
         in_ns(&self.ns("sink"), 0, move || {
             let index = xvs_io::sys::if_index("s0")?;
             Ok(Sink::attach(
@@ -802,7 +821,7 @@ impl Lab {
                 SinkOptions {
                     flows,
                     max_dests: 16,
-                    mode: XdpMode::Native,
+                    attach,
                 },
             )?)
         })
@@ -1088,16 +1107,7 @@ fn bare_forwarder(
     let ext = xvs_io::sys::if_index("ext")?;
     let prog = SteeringProgram::load(&[VIP.into()], &[])?;
     let _link = prog.attach(ext, XdpMode::Native)?;
-    let mut ports = PortSet::open(
-        &["ext", "int"],
-        0,
-        XskConfig {
-            frame_count: 2048,
-            frame_size: 2048,
-            fill_size: 1024,
-            ring_size: 1024,
-        },
-    )?;
+    let mut ports = PortSet::open(&["ext", "int"], 0, XskConfig::default())?;
     prog.set_socket(0, ports.fd(0))?;
     let _ = ready.send(());
     let mut idle = 0u32;
