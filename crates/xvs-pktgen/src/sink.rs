@@ -60,10 +60,12 @@ pub struct SinkOptions {
 
 /// Where the sink's program runs.
 ///
-/// On a veth, XDP is the cheaper hook only for frames that come as XDP frames:
-/// a frame that arrives as an skb with less than 256 bytes of headroom (one sent
-/// by an AF_XDP socket in copy mode, say) is first copied into a fresh page for
-/// XDP. At tc ingress nothing is copied, whatever the sender.
+/// On a veth neither is cheaper for every sender. At XDP, a frame that arrives
+/// as an skb with less than 256 bytes of headroom (every frame an AF_XDP socket
+/// sends in copy mode) is first copied into a fresh page; a forwarded skb has
+/// the headroom. At tc ingress nothing is copied, but without an XDP program
+/// the veth hands its skbs to the receiving cpu's backlog queue — the queue RPS
+/// fills too — instead of its own NAPI ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkAttach {
     /// An XDP link (veth: native).

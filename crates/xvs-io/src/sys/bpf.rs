@@ -46,6 +46,7 @@ pub enum ProgType {
     /// [`xdp_link_create`].
     Xdp = 6,
 }
+
 /// `BPF_ANY`: create or update.
 const UPDATE_ANY: u64 = 0;
 /// `BPF_LOG_LEVEL1`: the verifier's full trace.

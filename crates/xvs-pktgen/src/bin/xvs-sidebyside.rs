@@ -24,6 +24,16 @@
 //! costs, so it may be the limit). The table's header names the source. Loss and
 //! latency at 80 % always come from the AF_XDP generator: it is smooth.
 //!
+//! The sink is part of what cpu 1 does: a frame sent on `int` is received by
+//! `s0` in the sending cpu's softirq (threaded NAPI pinned to cpu 0 does not
+//! help: the flat-out generator's softirqs there starve the thread). With the
+//! XDP sink (the default) that receive work is about 60 % of the bare
+//! forwarder's cpu, including a copy that only the AF_XDP rows pay (their skbs
+//! lack XDP's headroom). `--sink tc` counts at tc ingress instead: no copy, but
+//! the frames then share cpu 1's backlog queue with the frames RPS hands the
+//! kernel's own forwarding, (d) and (e). Neither hook is neutral: compare both
+//! (benches/RESULTS.md has such a pair).
+//!
 //! Paired measurement: a shared VM's speed drifts by tens of percent within
 //! minutes, so (a) is measured again right before every other row, and that row's
 //! ratio and 80 % load come from this neighbouring (a); with `--repeat N` each
