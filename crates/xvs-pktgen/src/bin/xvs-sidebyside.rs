@@ -347,7 +347,8 @@ fn run() -> Result<()> {
     // maps between phases included); threads and children inherit this.
     core_affinity::set_for_current(core_affinity::CoreId { id: 0 });
     let mut lab = Lab::build()?;
-    // Kernel features: native XDP on veth (the sink) and live frames (Linux ≥ 5.18).
+    // Kernel features: the sink's hook (native XDP on veth, or tcx) and live frames
+    // (Linux ≥ 5.18).
     drop(
         lab.sink(1024, o.sink)
             .context("attaching the sink (native XDP on veth, or tcx: Linux ≥ 6.6)")?,
@@ -591,6 +592,10 @@ fn render(o: &Options, lab_source: Source, rows: &[Row]) -> String {
         .output()
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
+    let (sink_flag, sink_label) = match o.sink {
+        SinkAttach::TcIngress => (" --sink tc", "tc-ingress"),
+        SinkAttach::Xdp(_) => ("", "XDP"),
+    };
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -617,18 +622,10 @@ fn render(o: &Options, lab_source: Source, rows: &[Row]) -> String {
             String::new()
         } else {
             format!(" --flow-cache {}", o.flow_cache)
-        } + if o.sink == SinkAttach::TcIngress {
-            " --sink tc"
-        } else {
-            ""
-        },
+        } + sink_flag,
         o.size,
         lab_source.label(),
-        if o.sink == SinkAttach::TcIngress {
-            "tc-ingress"
-        } else {
-            "XDP"
-        },
+        sink_label,
         if o.repeat > 1 {
             format!(
                 " Every row measured {} times (rounds interleaved); each figure, ratios included, is the median.",
