@@ -48,7 +48,7 @@ pub use check::{CheckConfig, CheckKind, HttpCheck, MiscCheck, StatusRange, UdpCh
 pub use error::{ConfigError, IdError};
 pub use ids::{DestKey, IdAllocator};
 pub use schema::{
-    Backend, Config, DirectorConfig, RealServerConfig, RemovedServers, ServiceConfig,
+    Backend, Config, DirectorConfig, PacketGuard, RealServerConfig, RemovedServers, ServiceConfig,
     SorryServerConfig, TablesConfig, XdpMode, max_dests,
 };
 

@@ -69,6 +69,19 @@ pub enum XdpMode {
     Generic,
 }
 
+/// AF_PACKET mode's guard: what keeps the kernel from also acting on the
+/// frames the workers forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum PacketGuard {
+    /// The tc guard where the kernel has tcx (Linux ≥ 6.6), else nftables (default).
+    #[default]
+    Auto,
+    /// The steering program at tc ingress only.
+    Tc,
+    /// An nftables `netdev` ingress table only.
+    Nftables,
+}
+
 /// Sizes of the shared tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TablesConfig {
@@ -102,6 +115,8 @@ pub struct DirectorConfig {
     pub backend: Backend,
     /// XDP attach mode.
     pub xdp_mode: XdpMode,
+    /// AF_PACKET mode's guard.
+    pub packet_guard: PacketGuard,
     /// CPU ids of the workers (default `[0]`), unique.
     pub cores: Vec<usize>,
     /// Table sizes.
@@ -326,6 +341,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         "interfaces",
         "backend",
         "xdp_mode",
+        "packet_guard",
         "cores",
         "tables",
         "control_socket",
@@ -362,6 +378,14 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
             ("generic", XdpMode::Generic),
         ])?,
         None => XdpMode::Auto,
+    };
+    let packet_guard = match m.opt("packet_guard") {
+        Some(g) => g.one_of(&[
+            ("auto", PacketGuard::Auto),
+            ("tc", PacketGuard::Tc),
+            ("nftables", PacketGuard::Nftables),
+        ])?,
+        None => PacketGuard::Auto,
     };
     let mut cores = Vec::new();
     if let Some(list) = m.opt("cores") {
@@ -424,6 +448,7 @@ fn decode_director(v: &Val<'_>) -> R<DirectorConfig> {
         interfaces,
         backend,
         xdp_mode,
+        packet_guard,
         cores,
         tables,
         control_socket,

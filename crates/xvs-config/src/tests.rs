@@ -7,7 +7,9 @@ use xvs_core::classify::{Action, IfaceId, PortRange};
 use xvs_core::sched::SchedKind;
 use xvs_core::service::{DestId, DestState, Method, ServiceKey, ServiceTable};
 
-use crate::{Backend, CheckKind, ConfigError, IdAllocator, StatusRange, XdpMode, parse};
+use crate::{
+    Backend, CheckKind, ConfigError, IdAllocator, PacketGuard, StatusRange, XdpMode, parse,
+};
 
 const F: &str = "t.yaml";
 
@@ -45,6 +47,7 @@ fn minimal_service_parses_with_defaults() {
     assert_eq!(c.director.interfaces, ["ext", "int"]);
     assert_eq!(c.director.backend, Backend::AfXdp);
     assert_eq!(c.director.xdp_mode, XdpMode::Auto);
+    assert_eq!(c.director.packet_guard, PacketGuard::Auto);
     assert_eq!(c.director.cores, [0]);
     assert_eq!(c.director.tables.connections, 1 << 20);
     assert_eq!(c.director.tables.shards, 64);
@@ -576,6 +579,7 @@ director:
   interfaces: [ext, int]
   backend: af_packet
   xdp_mode: generic
+  packet_guard: nftables
   cores: [1, 0]
   tables: {connections: 4096, persistence: 1024, shards: 16}
   control_socket: /run/xvs/xvs.sock
@@ -629,6 +633,7 @@ fn full_example_round_trips_into_specs() {
     let c = parse(FULL, F).unwrap();
     assert_eq!(c.director.backend, Backend::AfPacket);
     assert_eq!(c.director.xdp_mode, XdpMode::Generic);
+    assert_eq!(c.director.packet_guard, PacketGuard::Nftables);
     assert_eq!(c.director.cores, [1, 0]);
     let sizes = c.director.table_sizes();
     assert_eq!(

@@ -12,6 +12,12 @@
 //!   `return bpf_redirect_map(&xsks, ctx->rx_queue_index, FALLBACK)`;
 //! - everything else (ARP, ND, SSH, health checks, VRRP, truncated frames): `XDP_PASS`.
 //!
+//! The same program also serves AF_PACKET mode as a guard at tc ingress
+//! ([`SteerHook::TcGuard`]): there the workers' taps have already copied every
+//! frame, so a frame that would be steered is dropped (`TC_ACT_SHOT`, the kernel
+//! must not act on it too) and everything else goes on (`TC_ACT_OK`). tc sees the
+//! frame after the kernel has taken out a VLAN tag, so it looks untagged there.
+//!
 //! The program is carried as instructions, written with a tiny assembler
 //! ([`Insn`] and its constructors, [`Asm`] for forward labels), so the project
 //! needs no clang, no ELF loader and no libbpf. Every bounds check the verifier
@@ -43,7 +49,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub use crate::sys::bpf::XdpMode;
-use crate::sys::bpf::{self, BpfError, BpfFd, Map, MapType};
+use crate::sys::bpf::{self, BpfError, BpfFd, Map, MapType, ProgType};
 
 // ---------------------------------------------------------------------------
 // The assembler
@@ -488,6 +494,35 @@ impl Fallback {
     }
 }
 
+/// Where the program runs, and what it does with the frames it steers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SteerHook {
+    /// XDP (AF_XDP mode): steered frames go to the rx queue's AF_XDP socket.
+    #[default]
+    Xdp,
+    /// tc ingress (AF_PACKET mode's guard, Linux ≥ 6.6 for the tcx link):
+    /// steered frames are dropped, the rest go on.
+    TcGuard,
+}
+
+/// `TC_ACT_OK`.
+const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`.
+const TC_ACT_SHOT: i32 = 2;
+/// `struct __sk_buff` field offsets: `data`, `data_end`.
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+
+impl SteerHook {
+    /// Offsets of the context's `data` and `data_end`.
+    fn packet(self) -> (i16, i16) {
+        match self {
+            SteerHook::Xdp => (MD_DATA, MD_DATA_END),
+            SteerHook::TcGuard => (SKB_DATA, SKB_DATA_END),
+        }
+    }
+}
+
 /// The map descriptors the program refers to.
 #[derive(Debug, Clone, Copy)]
 pub struct ProgramMaps {
@@ -537,15 +572,17 @@ enum L {
     Pass,
 }
 
-/// The steering program for the given maps (see the module documentation).
-pub fn program(maps: ProgramMaps, fallback: Fallback) -> Vec<Insn> {
+/// The steering program at `hook` for the given maps (see the module
+/// documentation; `fallback` only matters at XDP).
+pub fn program(maps: ProgramMaps, fallback: Fallback, hook: SteerHook) -> Vec<Insn> {
+    let (data, data_end) = hook.packet();
     let mut a = Asm::new();
     // --- Ethernet -----------------------------------------------------------
     a.emit([
-        Insn::mov64_reg(R6, R1),      // r6 = ctx (callee-saved across helper calls)
-        Insn::ldx_w(R2, R6, MD_DATA), // r2 = ctx->data
-        Insn::ldx_w(R3, R6, MD_DATA_END), // r3 = ctx->data_end
-        Insn::mov64_reg(R4, R2),      // r4 = data
+        Insn::mov64_reg(R6, R1),       // r6 = ctx (callee-saved across helper calls)
+        Insn::ldx_w(R2, R6, data),     // r2 = ctx->data
+        Insn::ldx_w(R3, R6, data_end), // r3 = ctx->data_end
+        Insn::mov64_reg(R4, R2),       // r4 = data
         Insn::add64_imm(R4, ETH_HLEN), // r4 = data + 14
     ])
     .jump(Insn::jgt_reg(R4, R3, 0), L::Pass) // shorter than an Ethernet header: pass
@@ -568,25 +605,51 @@ pub fn program(maps: ProgramMaps, fallback: Fallback) -> Vec<Insn> {
 
     // --- IPv4: src at L3+12, dst at L3+16 ------------------------------------
     a.label(L::Ipv4);
-    family(&mut a, Family::V4, maps.vip4, maps.local4, maps.rs4);
+    family(
+        &mut a,
+        Family::V4,
+        maps.vip4,
+        maps.local4,
+        maps.rs4,
+        data_end,
+    );
     // --- IPv6: src at L3+8, dst at L3+24 -------------------------------------
     a.label(L::Ipv6);
-    family(&mut a, Family::V6, maps.vip6, maps.local6, maps.rs6);
+    family(
+        &mut a,
+        Family::V6,
+        maps.vip6,
+        maps.local6,
+        maps.rs6,
+        data_end,
+    );
 
     // --- to userspace -------------------------------------------------------
     a.label(L::Redirect);
-    a.emit([Insn::ldx_w(R2, R6, MD_RX_QUEUE_INDEX)]); // r2 = ctx->rx_queue_index
-    a.emit(Insn::ld_map_fd(R1, maps.xsks)); // r1 = &xsks
-    a.emit([
-        Insn::mov64_imm(R3, fallback.action()), // r3 = flags: action if no socket on the queue
-        Insn::call(helper::REDIRECT_MAP),       // r0 = bpf_redirect_map(&xsks, queue, flags)
-        Insn::exit(),                           // return r0
-    ]);
+    match hook {
+        SteerHook::Xdp => {
+            a.emit([Insn::ldx_w(R2, R6, MD_RX_QUEUE_INDEX)]); // r2 = ctx->rx_queue_index
+            a.emit(Insn::ld_map_fd(R1, maps.xsks)); // r1 = &xsks
+            a.emit([
+                Insn::mov64_imm(R3, fallback.action()), // r3 = flags: action if no socket on the queue
+                Insn::call(helper::REDIRECT_MAP), // r0 = bpf_redirect_map(&xsks, queue, flags)
+                Insn::exit(),                     // return r0
+            ]);
+        }
+        // The workers' taps have it already.
+        SteerHook::TcGuard => {
+            a.emit([Insn::mov64_imm(R0, TC_ACT_SHOT), Insn::exit()]);
+        }
+    }
     // --- to the kernel ------------------------------------------------------
     a.label(L::Pass);
+    let pass = match hook {
+        SteerHook::Xdp => XdpAction::Pass.retval(),
+        SteerHook::TcGuard => TC_ACT_OK,
+    };
     a.emit([
-        Insn::mov64_imm(R0, 2), // r0 = XDP_PASS
-        Insn::exit(),           // return r0
+        Insn::mov64_imm(R0, pass), // r0 = XDP_PASS / TC_ACT_OK
+        Insn::exit(),              // return r0
     ]);
     a.finish()
 }
@@ -604,7 +667,14 @@ enum Family {
 /// server) goes to the kernel; otherwise a source in `real_servers` (a NAT reply)
 /// goes to userspace and everything else to the kernel. On entry r2 = frame
 /// start (+ tag), r3 = data_end.
-fn family(a: &mut Asm<L>, family: Family, vips: i32, locals: i32, real_servers: i32) {
+fn family(
+    a: &mut Asm<L>,
+    family: Family,
+    vips: i32,
+    locals: i32,
+    real_servers: i32,
+    data_end: i16,
+) {
     let (hlen, src_off, dst_off) = match family {
         Family::V4 => (IPV4_HLEN, 12, 16),
         Family::V6 => (IPV6_HLEN, 8, 24),
@@ -660,7 +730,7 @@ fn family(a: &mut Asm<L>, family: Family, vips: i32, locals: i32, real_servers: 
         Family::V4 => L::Vip4,
         Family::V6 => L::Vip6,
     })
-    .emit([Insn::ldx_w(R3, R6, MD_DATA_END)]); // r3 = ctx->data_end
+    .emit([Insn::ldx_w(R3, R6, data_end)]); // r3 = ctx->data_end
     match family {
         Family::V4 => a
             .emit([Insn::ldx_b(R4, R7, -16)]) // r4 = version | IHL
@@ -727,8 +797,10 @@ pub struct SteeringOptions {
     pub max_real_servers: u32,
     /// Entries of the XSKMAP (rx queues).
     pub max_queues: u32,
-    /// Action when the XSKMAP has no socket for the frame's queue.
+    /// Action when the XSKMAP has no socket for the frame's queue (XDP).
     pub fallback: Fallback,
+    /// XDP, or tc ingress as AF_PACKET mode's guard.
+    pub hook: SteerHook,
 }
 
 impl Default for SteeringOptions {
@@ -738,18 +810,20 @@ impl Default for SteeringOptions {
             max_real_servers: 4096,
             max_queues: 64,
             fallback: Fallback::Pass,
+            hook: SteerHook::Xdp,
         }
     }
 }
 
-/// An XDP program attached to an interface; dropping it detaches the program.
+/// A steering program attached to an interface (an XDP or a tcx link);
+/// dropping it detaches the program.
 #[derive(Debug)]
-pub struct XdpLink {
+pub struct SteerLink {
     fd: BpfFd,
     ifindex: u32,
 }
 
-impl XdpLink {
+impl SteerLink {
     /// The interface the program is attached to.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -826,8 +900,13 @@ impl SteeringProgram {
             local6: local6.fd().raw(),
             xsks: xsks.fd().raw(),
         };
-        let insns = program(maps, opts.fallback);
-        let loaded = bpf::prog_load(&insns, LICENSE, "xvs_steer").map_err(SteerError::Prog)?;
+        let insns = program(maps, opts.fallback, opts.hook);
+        let ty = match opts.hook {
+            SteerHook::Xdp => ProgType::Xdp,
+            SteerHook::TcGuard => ProgType::SchedCls,
+        };
+        let loaded =
+            bpf::prog_load_as(ty, &insns, LICENSE, "xvs_steer").map_err(SteerError::Prog)?;
         let this = SteeringProgram {
             prog: loaded.fd,
             vip4,
@@ -945,11 +1024,19 @@ impl SteeringProgram {
         self.prog.as_fd()
     }
 
-    /// Attaches the program to interface `ifindex` through `BPF_LINK_CREATE`.
-    /// The program stays attached while the returned [`XdpLink`] lives.
-    pub fn attach(&self, ifindex: u32, mode: XdpMode) -> Result<XdpLink, SteerError> {
+    /// Attaches the program (loaded for [`SteerHook::Xdp`]) to interface
+    /// `ifindex` through `BPF_LINK_CREATE`. The program stays attached while the
+    /// returned [`SteerLink`] lives.
+    pub fn attach(&self, ifindex: u32, mode: XdpMode) -> Result<SteerLink, SteerError> {
         let fd = bpf::xdp_link_create(&self.prog, ifindex, mode).map_err(SteerError::Attach)?;
-        Ok(XdpLink { fd, ifindex })
+        Ok(SteerLink { fd, ifindex })
+    }
+
+    /// Attaches the program (loaded for [`SteerHook::TcGuard`]) at the tc ingress
+    /// of interface `ifindex` (a tcx link), while the returned link lives.
+    pub fn attach_tc(&self, ifindex: u32) -> Result<SteerLink, SteerError> {
+        let fd = bpf::tcx_ingress_link_create(&self.prog, ifindex).map_err(SteerError::Attach)?;
+        Ok(SteerLink { fd, ifindex })
     }
 
     /// Number of instructions loaded (an `ld_imm64` counts two).
@@ -967,6 +1054,13 @@ impl SteeringProgram {
     pub fn test_run(&self, frame: &[u8]) -> Result<XdpAction, SteerError> {
         let run = bpf::prog_test_run(&self.prog, frame).map_err(SteerError::Prog)?;
         Ok(XdpAction::from_retval(run.retval))
+    }
+
+    /// For a program loaded as [`SteerHook::TcGuard`]: runs it once on `frame`
+    /// (`BPF_PROG_RUN`) and says whether it drops the frame (`TC_ACT_SHOT`).
+    pub fn test_run_guard(&self, frame: &[u8]) -> Result<bool, SteerError> {
+        let run = bpf::prog_test_run(&self.prog, frame).map_err(SteerError::Prog)?;
+        Ok(run.retval as i32 == TC_ACT_SHOT)
     }
 }
 
@@ -1043,8 +1137,10 @@ mod tests {
             local6: 9,
             xsks: 7,
         };
-        let p = program(maps, Fallback::Pass);
-        assert!(p.len() < 100, "{} instructions", p.len());
-        assert_eq!(p.last(), Some(&Insn::exit()));
+        for hook in [SteerHook::Xdp, SteerHook::TcGuard] {
+            let p = program(maps, Fallback::Pass, hook);
+            assert!(p.len() < 100, "{hook:?}: {} instructions", p.len());
+            assert_eq!(p.last(), Some(&Insn::exit()));
+        }
     }
 }

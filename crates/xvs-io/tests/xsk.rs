@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use xvs_core::wire::build::FrameSpec;
 use xvs_io::frames::{Decide, Fate, FrameIo};
-use xvs_io::steer::XdpLink;
+use xvs_io::steer::SteerLink;
 use xvs_io::steer::{SteeringProgram, XdpMode};
 use xvs_io::sys::packet::PacketSocket;
 use xvs_io::testing::ip;
@@ -271,7 +271,7 @@ struct Lab {
     ports: PortSet,
     xa: PacketSocket,
     ya: PacketSocket,
-    _links: Vec<XdpLink>,
+    _links: Vec<SteerLink>,
     _progs: Vec<SteeringProgram>,
 }
 

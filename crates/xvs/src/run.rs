@@ -3,8 +3,8 @@
 //!
 //! Start-up: configuration → the kernel's view of the network (rtnetlink) →
 //! next hops of the real servers → the first snapshot → the steering of the
-//! backend ([`crate::steering`]: an XDP program per interface, or the nftables
-//! guard for AF_PACKET) → per worker one socket per interface on the worker's
+//! backend ([`crate::steering`]: an XDP program per interface, or for AF_PACKET
+//! the tc guard — the nftables one on kernels without tcx) → per worker one socket per interface on the worker's
 //! queue (AF_XDP) or fanout group (AF_PACKET) → workers → the control socket.
 //! Then the control loop ([`crate::control`]), every [`TICK`]: sweeps, the
 //! workers' counters, neighbour resolution, the network re-read and a new
@@ -78,7 +78,9 @@ pub fn run(path: &Path) -> Result<()> {
             };
             Steering::xdp(names, &ifindexes, mode, &want)?
         }
-        Backend::AfPacket => Steering::packet(names, &want)?,
+        Backend::AfPacket => {
+            Steering::packet(names, &ifindexes, config.director.packet_guard, &want)?
+        }
     };
     let socket_path = config
         .director

@@ -6,15 +6,18 @@
 //!   frames to a VIP and NAT replies from real servers go to the sockets,
 //!   everything else to the kernel ([`xvs_io::steer`]).
 //! - **AF_PACKET**: the workers see every frame (a tap), so the kernel must not
-//!   *also* act on the ones the workers forward: an nftables table `netdev xvs`
-//!   drops, at the ingress hook of each of the director's interfaces, frames to a
-//!   VIP (but echo requests: `ping VIP` is the kernel's, as in AF_XDP mode) and
-//!   NAT replies from real servers (not those to the director's own, multicast
-//!   or broadcast addresses: health checks, ND, VRRP stay the kernel's).
-//!   AF_PACKET taps run before the ingress hook, so the workers still get them;
-//!   the hook runs before IP input, so a dropped frame costs the kernel no
-//!   routing, no conntrack and no interface-name match (the `inet` prerouting
-//!   guard of earlier versions cost about a third of a core at 1 Mpps).
+//!   *also* act on the ones the workers forward. A guard at each of the director's
+//!   interfaces drops, at ingress, exactly the frames AF_XDP mode would steer:
+//!   frames to a VIP (but echo requests: `ping VIP` is the kernel's) and NAT
+//!   replies from real servers (not those to the director's own, multicast or
+//!   broadcast addresses: health checks, ND, VRRP stay the kernel's). The guard
+//!   is the steering program itself at tc ingress (a tcx link, Linux ≥ 6.6);
+//!   where that cannot be attached, an nftables table `netdev xvs` with the same
+//!   rules at the netdev ingress hook. AF_PACKET taps run before both hooks, so
+//!   the workers still get the frames; both run before IP input, so a dropped
+//!   frame costs the kernel no routing and no conntrack. The tc program is the
+//!   cheaper of the two: under overload the nftables chain's set lookups took
+//!   about 10 % of the worker's cpu (benches/RESULTS.md, eleventh session).
 //!
 //! Invariant: nothing outlives the process — XDP links close with their file
 //! descriptors; the nftables table is deleted on drop (and replaced at start
@@ -26,7 +29,8 @@ use std::os::fd::BorrowedFd;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use xvs_io::steer::{SteeringProgram, XdpLink, XdpMode};
+use xvs_config::PacketGuard;
+use xvs_io::steer::{SteerHook, SteerLink, SteeringOptions, SteeringProgram, XdpMode};
 
 /// The addresses that decide what the workers get.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,17 +46,18 @@ pub struct Steered {
 /// The steering of one backend.
 #[derive(Debug)]
 pub enum Steering {
-    /// XDP programs (index = interface), kept attached by their links.
-    Xdp {
+    /// Steering programs (index = interface), kept attached by their links: at
+    /// XDP (AF_XDP mode) or as the tc guard (AF_PACKET mode).
+    Programs {
         /// One program per interface.
         programs: Vec<SteeringProgram>,
         /// Their attachments, held only to be dropped (which detaches).
-        _links: Vec<XdpLink>,
+        _links: Vec<SteerLink>,
         /// What the maps hold.
         current: Steered,
     },
-    /// The nftables guard of AF_PACKET mode.
-    Packet {
+    /// The nftables guard of AF_PACKET mode, where the tc guard cannot be attached.
+    Nftables {
         /// The director's interfaces.
         interfaces: Vec<String>,
         /// What the table holds.
@@ -68,41 +73,88 @@ impl Steering {
         mode: XdpMode,
         want: &Steered,
     ) -> Result<Steering> {
+        Self::programs(
+            names,
+            ifindexes,
+            SteerHook::Xdp,
+            want,
+            |prog, name, index| {
+                prog.attach(index, mode).with_context(|| {
+                format!(
+                    "interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)"
+                )
+            })
+            },
+        )
+    }
+
+    /// Installs AF_PACKET mode's guard: the tc guard or the nftables one, as
+    /// `guard` says (`Auto`: tc, else — an older kernel, no tcx — nftables).
+    pub fn packet(
+        names: &[String],
+        ifindexes: &[u32],
+        guard: PacketGuard,
+        want: &Steered,
+    ) -> Result<Steering> {
+        if guard != PacketGuard::Nftables {
+            let attach = |prog: &SteeringProgram, name: &str, index| {
+                prog.attach_tc(index)
+                    .with_context(|| format!("interface {name}: attaching the tc guard (tcx)"))
+            };
+            match Self::programs(names, ifindexes, SteerHook::TcGuard, want, attach) {
+                Ok(steering) => {
+                    tracing::info!("AF_PACKET guard: the steering program at tc ingress");
+                    return Ok(steering);
+                }
+                Err(e) if guard == PacketGuard::Auto => {
+                    tracing::info!(reason = %format!("{e:#}"), "no tc guard; using nftables");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        nft(&ruleset(names, want)).context("installing the nftables guard (table netdev xvs)")?;
+        tracing::info!("AF_PACKET guard: nftables table netdev xvs");
+        Ok(Steering::Nftables {
+            interfaces: names.to_vec(),
+            current: want.clone(),
+        })
+    }
+
+    /// One steering program per interface, loaded for `hook` with `want` in
+    /// its maps and attached by `attach`.
+    fn programs(
+        names: &[String],
+        ifindexes: &[u32],
+        hook: SteerHook,
+        want: &Steered,
+        attach: impl Fn(&SteeringProgram, &str, u32) -> Result<SteerLink>,
+    ) -> Result<Steering> {
+        let opts = SteeringOptions {
+            hook,
+            ..SteeringOptions::default()
+        };
         let mut programs = Vec::new();
         let mut links = Vec::new();
         for (name, &index) in names.iter().zip(ifindexes) {
-            let prog = SteeringProgram::load(&want.vips, &want.real_servers)
+            let prog = SteeringProgram::load_with(&want.vips, &want.real_servers, opts)
                 .with_context(|| format!("interface {name}: loading the steering program"))?;
             for local in &want.locals {
                 prog.add_local(*local)
                     .with_context(|| format!("interface {name}: steering map"))?;
             }
-            links.push(prog.attach(index, mode).with_context(|| {
-                format!(
-                    "interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)"
-                )
-            })?);
+            links.push(attach(&prog, name, index)?);
             programs.push(prog);
         }
-        Ok(Steering::Xdp {
+        Ok(Steering::Programs {
             programs,
             _links: links,
             current: want.clone(),
         })
     }
 
-    /// Installs the nftables guard for AF_PACKET mode.
-    pub fn packet(names: &[String], want: &Steered) -> Result<Steering> {
-        nft(&ruleset(names, want)).context("installing the nftables guard (table netdev xvs)")?;
-        Ok(Steering::Packet {
-            interfaces: names.to_vec(),
-            current: want.clone(),
-        })
-    }
-
     /// Binds rx queue `queue` of interface `iface` to an AF_XDP socket (XDP only).
     pub fn bind_socket(&self, iface: usize, queue: u32, fd: BorrowedFd<'_>) -> Result<()> {
-        if let Steering::Xdp { programs, .. } = self {
+        if let Steering::Programs { programs, .. } = self {
             programs[iface]
                 .set_socket(queue, fd)
                 .context("XSKMAP entry")?;
@@ -113,7 +165,7 @@ impl Steering {
     /// What is steered now.
     pub fn current(&self) -> &Steered {
         match self {
-            Steering::Xdp { current, .. } | Steering::Packet { current, .. } => current,
+            Steering::Programs { current, .. } | Steering::Nftables { current, .. } => current,
         }
     }
 
@@ -123,7 +175,7 @@ impl Steering {
             return Ok(());
         }
         match self {
-            Steering::Xdp {
+            Steering::Programs {
                 programs, current, ..
             } => {
                 for prog in programs.iter() {
@@ -151,7 +203,7 @@ impl Steering {
                 }
                 *current = want;
             }
-            Steering::Packet {
+            Steering::Nftables {
                 interfaces,
                 current,
             } => {
@@ -165,7 +217,7 @@ impl Steering {
 
 impl Drop for Steering {
     fn drop(&mut self) {
-        if let Steering::Packet { .. } = self
+        if let Steering::Nftables { .. } = self
             && let Err(e) = nft("delete table netdev xvs\n")
         {
             tracing::warn!(error = %format!("{e:#}"), "removing the nftables guard");

@@ -235,6 +235,12 @@ fn nat_suite(mode: &str, client_tx_csum: bool) {
 
     let (status, logs) = director.stop();
     assert!(status.success(), "xvs exits 0 on SIGTERM: {status}\n{logs}");
+    if mode == "af_packet" {
+        assert!(
+            logs.contains("AF_PACKET guard: the steering program at tc ingress"),
+            "the tc guard on this kernel:\n{logs}"
+        );
+    }
     assert!(
         logs.contains("dropped blocked"),
         "blocked drops counted:\n{logs}"
@@ -380,7 +386,8 @@ fn direct_routing_on_a_shared_segment_af_xdp() {
 #[test]
 fn direct_routing_on_a_shared_segment_af_packet() {
     if privileged("e2e::direct_routing_on_a_shared_segment_af_packet") {
-        direct_routing("backend: af_packet");
+        // The nftables guard here, the tc guard (the default) in the NAT suite.
+        direct_routing("backend: af_packet\n  packet_guard: nftables");
     }
 }
 
@@ -470,6 +477,12 @@ services:
     );
     let (status, logs) = director.stop();
     assert!(status.success(), "{logs}");
+    if io.contains("packet_guard: nftables") {
+        assert!(
+            logs.contains("AF_PACKET guard: nftables"),
+            "the configured guard:\n{logs}"
+        );
+    }
     // The replies went from the real servers straight to the client: the
     // director saw no packet in the server → client direction.
     let dests: Vec<&str> = logs.lines().filter(|l| l.contains("Route")).collect();

@@ -1045,7 +1045,7 @@ impl GenHandle {
 }
 
 /// A pass-all XDP program attached to `ext` (held only to stay attached).
-type PassAll = (SteeringProgram, xvs_io::steer::XdpLink);
+type PassAll = (SteeringProgram, xvs_io::steer::SteerLink);
 
 /// A running forwarder; stopped on drop.
 enum Forwarder {
