@@ -505,13 +505,14 @@ pub enum SteerHook {
     TcGuard,
 }
 
-/// `TC_ACT_OK`.
-const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`.
-const TC_ACT_SHOT: i32 = 2;
-/// `struct __sk_buff` field offsets: `data`, `data_end`.
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
+/// `TC_ACT_OK`: a tc program's "the packet goes on".
+pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_SHOT`: a tc program's "the packet is dropped".
+pub const TC_ACT_SHOT: i32 = 2;
+/// `struct __sk_buff` field offsets (tc programs): `data`.
+pub const SKB_DATA: i16 = 76;
+/// `struct __sk_buff`: `data_end`.
+pub const SKB_DATA_END: i16 = 80;
 
 impl SteerHook {
     /// Offsets of the context's `data` and `data_end`.

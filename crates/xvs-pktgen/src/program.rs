@@ -45,8 +45,8 @@
 //! bucket, which [`bucket_value`] reports as overflow.
 
 use xvs_io::steer::{
-    Asm, Insn, MD_DATA, MD_DATA_END, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, XdpAction,
-    be16, helper,
+    Asm, Insn, MD_DATA, MD_DATA_END, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, SKB_DATA,
+    SKB_DATA_END, TC_ACT_OK, TC_ACT_SHOT, XdpAction, be16, helper,
 };
 
 use crate::frame::{ETH_LEN, L4_OFFSET, MAGIC, Proto, TCP_CHECKSUM_OFFSET};
@@ -67,13 +67,6 @@ pub const STAT_DEST_OVERFLOW: u32 = 2;
 const XDP_DROP: i32 = XdpAction::Drop.retval();
 const XDP_PASS: i32 = XdpAction::Pass.retval();
 const XDP_TX: i32 = XdpAction::Tx.retval();
-/// `TC_ACT_OK`: the packet goes on.
-const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`: the packet is dropped.
-const TC_ACT_SHOT: i32 = 2;
-/// Offsets of `data` and `data_end` in `struct __sk_buff`.
-const SKB_DATA: i16 = 76;
-const SKB_DATA_END: i16 = 80;
 
 /// The hook the sink program is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
