@@ -48,8 +48,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-pub use crate::sys::bpf::XdpMode;
 use crate::sys::bpf::{self, BpfError, BpfFd, Map, MapType, ProgType};
+pub use crate::sys::bpf::{MD_DATA, MD_DATA_END, XdpMode};
 
 // ---------------------------------------------------------------------------
 // The assembler
@@ -505,21 +505,12 @@ pub enum SteerHook {
     TcGuard,
 }
 
-/// `TC_ACT_OK`: a tc program's "the packet goes on".
-pub const TC_ACT_OK: i32 = 0;
-/// `TC_ACT_SHOT`: a tc program's "the packet is dropped".
-pub const TC_ACT_SHOT: i32 = 2;
-/// `struct __sk_buff` field offsets (tc programs): `data`.
-pub const SKB_DATA: i16 = 76;
-/// `struct __sk_buff`: `data_end`.
-pub const SKB_DATA_END: i16 = 80;
-
 impl SteerHook {
-    /// Offsets of the context's `data` and `data_end`.
-    fn packet(self) -> (i16, i16) {
+    /// The program type this hook loads.
+    pub const fn prog_type(self) -> ProgType {
         match self {
-            SteerHook::Xdp => (MD_DATA, MD_DATA_END),
-            SteerHook::TcGuard => (SKB_DATA, SKB_DATA_END),
+            SteerHook::Xdp => ProgType::Xdp,
+            SteerHook::TcGuard => ProgType::SchedCls,
         }
     }
 }
@@ -556,10 +547,7 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const IPV4_HLEN: i32 = 20;
 const IPV6_HLEN: i32 = 40;
-/// `struct xdp_md` field offsets: `data`.
-pub const MD_DATA: i16 = 0;
-/// `struct xdp_md`: `data_end`.
-pub const MD_DATA_END: i16 = 4;
+/// `struct xdp_md`: `rx_queue_index`.
 const MD_RX_QUEUE_INDEX: i16 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -576,7 +564,8 @@ enum L {
 /// The steering program at `hook` for the given maps (see the module
 /// documentation; `fallback` only matters at XDP).
 pub fn program(maps: ProgramMaps, fallback: Fallback, hook: SteerHook) -> Vec<Insn> {
-    let (data, data_end) = hook.packet();
+    let (data, data_end) = hook.prog_type().packet();
+    let (drop, pass) = hook.prog_type().verdicts();
     let mut a = Asm::new();
     // --- Ethernet -----------------------------------------------------------
     a.emit([
@@ -639,15 +628,11 @@ pub fn program(maps: ProgramMaps, fallback: Fallback, hook: SteerHook) -> Vec<In
         }
         // The workers' taps have it already.
         SteerHook::TcGuard => {
-            a.emit([Insn::mov64_imm(R0, TC_ACT_SHOT), Insn::exit()]);
+            a.emit([Insn::mov64_imm(R0, drop), Insn::exit()]);
         }
     }
     // --- to the kernel ------------------------------------------------------
     a.label(L::Pass);
-    let pass = match hook {
-        SteerHook::Xdp => XdpAction::Pass.retval(),
-        SteerHook::TcGuard => TC_ACT_OK,
-    };
     a.emit([
         Insn::mov64_imm(R0, pass), // r0 = XDP_PASS / TC_ACT_OK
         Insn::exit(),              // return r0
@@ -902,12 +887,8 @@ impl SteeringProgram {
             xsks: xsks.fd().raw(),
         };
         let insns = program(maps, opts.fallback, opts.hook);
-        let ty = match opts.hook {
-            SteerHook::Xdp => ProgType::Xdp,
-            SteerHook::TcGuard => ProgType::SchedCls,
-        };
-        let loaded =
-            bpf::prog_load_as(ty, &insns, LICENSE, "xvs_steer").map_err(SteerError::Prog)?;
+        let loaded = bpf::prog_load_as(opts.hook.prog_type(), &insns, LICENSE, "xvs_steer")
+            .map_err(SteerError::Prog)?;
         let this = SteeringProgram {
             prog: loaded.fd,
             vip4,
@@ -1061,7 +1042,7 @@ impl SteeringProgram {
     /// (`BPF_PROG_RUN`) and says whether it drops the frame (`TC_ACT_SHOT`).
     pub fn test_run_guard(&self, frame: &[u8]) -> Result<bool, SteerError> {
         let run = bpf::prog_test_run(&self.prog, frame).map_err(SteerError::Prog)?;
-        Ok(run.retval as i32 == TC_ACT_SHOT)
+        Ok(run.retval as i32 == ProgType::SchedCls.verdicts().0)
     }
 }
 

@@ -41,13 +41,19 @@ const CLIENT6: &str = "2001:db8::10";
 const LOCAL4: &str = "198.18.2.1";
 const LOCAL6: &str = "2001:db8:2::1";
 
-fn load() -> SteeringProgram {
+/// The program for `hook` with the VIPs, real servers and locals [`cases`] expects
+/// (and [`Fallback::Drop`], which matters at XDP only).
+fn load(hook: SteerHook) -> SteeringProgram {
     let opts = SteeringOptions {
         fallback: Fallback::Drop,
+        hook,
         ..SteeringOptions::default()
     };
-    SteeringProgram::load_with(&[ip(VIP4), ip(VIP6)], &[ip(RS4), ip(RS6)], opts)
-        .unwrap_or_else(|e| panic!("load: {e}"))
+    let p = SteeringProgram::load_with(&[ip(VIP4), ip(VIP6)], &[ip(RS4), ip(RS6)], opts)
+        .unwrap_or_else(|e| panic!("load: {e}"));
+    p.add_local(ip(LOCAL4)).expect("local4");
+    p.add_local(ip(LOCAL6)).expect("local6");
+    p
 }
 
 fn tcp(src: &str, dst: &str) -> FrameSpec {
@@ -76,9 +82,7 @@ fn verdicts() {
     if !privileged("steer::verdicts") {
         return;
     }
-    let p = load();
-    p.add_local(ip(LOCAL4)).expect("local4");
-    p.add_local(ip(LOCAL6)).expect("local6");
+    let p = load(SteerHook::Xdp);
     let _ = writeln!(
         std::io::stderr(),
         "steering program: {} instructions; verifier: {}",
@@ -103,14 +107,7 @@ fn the_tc_guard_drops_what_xdp_steers() {
     if !privileged("steer::the_tc_guard_drops_what_xdp_steers") {
         return;
     }
-    let opts = SteeringOptions {
-        hook: SteerHook::TcGuard,
-        ..SteeringOptions::default()
-    };
-    let p = SteeringProgram::load_with(&[ip(VIP4), ip(VIP6)], &[ip(RS4), ip(RS6)], opts)
-        .unwrap_or_else(|e| panic!("load: {e}"));
-    p.add_local(ip(LOCAL4)).expect("local4");
-    p.add_local(ip(LOCAL6)).expect("local6");
+    let p = load(SteerHook::TcGuard);
     let mut failures = Vec::new();
     let mut refused = Vec::new();
     for (what, frame, want) in &cases() {
@@ -133,8 +130,7 @@ fn the_tc_guard_drops_what_xdp_steers() {
     );
 }
 
-/// Frames and the XDP program's verdict for them (with [`load`]'s maps and the
-/// locals [`LOCAL4`], [`LOCAL6`]).
+/// Frames and the XDP program's verdict for them (with [`load`]'s maps).
 fn cases() -> Vec<(&'static str, Vec<u8>, XdpAction)> {
     let mut arp = tcp(CLIENT4, VIP4).build();
     arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());

@@ -17,8 +17,9 @@
 //!
 //! ## Sink (`xvs_pktgen_sink`)
 //!
-//! Attached to the receiving interface, at XDP or at tc ingress ([`Hook`]: the
-//! same steps, only the context's packet pointers and the verdicts differ):
+//! Attached to the receiving interface, at XDP or at tc ingress (an XDP or a tc
+//! classifier program, [`ProgType`]: the same steps, only the context's packet
+//! pointers and the verdicts differ):
 //!
 //! 1. Ethernet / IPv4 with IHL 5, not a fragment, UDP or TCP (20-byte header),
 //!    long enough for the marker, payload starting with [`crate::frame::MAGIC`]
@@ -45,9 +46,10 @@
 //! bucket, which [`bucket_value`] reports as overflow.
 
 use xvs_io::steer::{
-    Asm, Insn, MD_DATA, MD_DATA_END, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, SKB_DATA,
-    SKB_DATA_END, TC_ACT_OK, TC_ACT_SHOT, XdpAction, be16, helper,
+    Asm, Insn, MD_DATA, MD_DATA_END, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Reg, XdpAction,
+    be16, helper,
 };
+use xvs_io::sys::bpf::ProgType;
 
 use crate::frame::{ETH_LEN, L4_OFFSET, MAGIC, Proto, TCP_CHECKSUM_OFFSET};
 
@@ -65,36 +67,8 @@ pub const STAT_PASSED: u32 = 1;
 pub const STAT_DEST_OVERFLOW: u32 = 2;
 
 const XDP_DROP: i32 = XdpAction::Drop.retval();
-const XDP_PASS: i32 = XdpAction::Pass.retval();
 const XDP_TX: i32 = XdpAction::Tx.retval();
 
-/// The hook the sink program is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// XDP (`struct xdp_md`; the verdicts are XDP actions).
-    Xdp,
-    /// tc ingress (`struct __sk_buff`, whose `data` is the Ethernet header there;
-    /// the verdicts are `TC_ACT_*`).
-    TcIngress,
-}
-
-impl Hook {
-    /// Offsets of the context's `data` and `data_end`.
-    fn packet(self) -> (i16, i16) {
-        match self {
-            Hook::Xdp => (MD_DATA, MD_DATA_END),
-            Hook::TcIngress => (SKB_DATA, SKB_DATA_END),
-        }
-    }
-
-    /// The (drop, pass) verdicts.
-    pub fn verdicts(self) -> (i32, i32) {
-        match self {
-            Hook::Xdp => (XDP_DROP, XDP_PASS),
-            Hook::TcIngress => (TC_ACT_SHOT, TC_ACT_OK),
-        }
-    }
-}
 /// `BPF_NOEXIST` for `bpf_map_update_elem`.
 const NOEXIST: i32 = 1;
 
@@ -355,16 +329,17 @@ fn count_index(a: &mut Asm<S>, map: i32, key: Reg, next: S) {
     ]);
 }
 
-/// The sink program at `hook` for `flows` ≥ 1 flow counters (see the module docs).
+/// The sink program for `flows` ≥ 1 flow counters, as a program of type `ty`
+/// (XDP, or a tc classifier for tc ingress; see the module docs).
 ///
 /// # Panics
 /// If `flows` is 0 or above `i32::MAX`.
-pub fn sink(maps: SinkMaps, flows: u32, hook: Hook) -> Vec<Insn> {
+pub fn sink(maps: SinkMaps, flows: u32, ty: ProgType) -> Vec<Insn> {
     assert!(flows >= 1 && flows <= i32::MAX as u32, "flows {flows}");
     let udp = Proto::Udp;
     let tcp = Proto::Tcp;
-    let (data, data_end) = hook.packet();
-    let (drop, pass) = hook.verdicts();
+    let (data, data_end) = ty.packet();
+    let (drop, pass) = ty.verdicts();
     let mut a = Asm::new();
     // --- parse ----------------------------------------------------------------
     a.emit([
@@ -583,8 +558,8 @@ mod tests {
             dests: 5,
             hist: 6,
         };
-        for hook in [Hook::Xdp, Hook::TcIngress] {
-            let s = sink(maps, 1024, hook);
+        for ty in [ProgType::Xdp, ProgType::SchedCls] {
+            let s = sink(maps, 1024, ty);
             assert!(s.len() < 200, "{}", s.len());
             assert_eq!(s.last(), Some(&Insn::exit()));
         }

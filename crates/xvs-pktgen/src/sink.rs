@@ -17,8 +17,7 @@ use xvs_io::steer::XdpMode;
 use xvs_io::sys::bpf::{self, BpfError, BpfFd, Map, MapType, ProgType};
 
 use crate::program::{
-    self, HIST_BUCKETS, Hook, STAT_DELIVERED, STAT_DEST_OVERFLOW, STAT_PASSED, STATS_ENTRIES,
-    SinkMaps,
+    self, HIST_BUCKETS, STAT_DELIVERED, STAT_DEST_OVERFLOW, STAT_PASSED, STATS_ENTRIES, SinkMaps,
 };
 
 const LICENSE: &CStr = c"Dual MIT/GPL";
@@ -75,10 +74,11 @@ pub enum SinkAttach {
 }
 
 impl SinkAttach {
-    fn hook(self) -> Hook {
+    /// The program type the sink loads for this attachment.
+    fn prog_type(self) -> ProgType {
         match self {
-            SinkAttach::Xdp(_) => Hook::Xdp,
-            SinkAttach::TcIngress => Hook::TcIngress,
+            SinkAttach::Xdp(_) => ProgType::Xdp,
+            SinkAttach::TcIngress => ProgType::SchedCls,
         }
     }
 }
@@ -207,12 +207,8 @@ impl Sink {
             dests: dests.fd().raw(),
             hist: hist.fd().raw(),
         };
-        let hook = options.attach.hook();
-        let insns = program::sink(maps, options.flows, hook);
-        let ty = match hook {
-            Hook::Xdp => ProgType::Xdp,
-            Hook::TcIngress => ProgType::SchedCls,
-        };
+        let ty = options.attach.prog_type();
+        let insns = program::sink(maps, options.flows, ty);
         let loaded = bpf::prog_load_as(ty, &insns, LICENSE, "xvs_pktgen_sink")
             .map_err(bpf_err("loading the sink program"))?;
         Ok(Sink {
@@ -247,7 +243,7 @@ impl Sink {
     /// nothing is sent; the maps are updated as for a received frame).
     pub fn test_run(&self, frame: &[u8]) -> Result<SinkVerdict, SinkError> {
         let run = bpf::prog_test_run(&self.prog, frame).map_err(bpf_err("running the sink"))?;
-        let (drop, _) = self.options.attach.hook().verdicts();
+        let (drop, _) = self.options.attach.prog_type().verdicts();
         Ok(if run.retval as i32 == drop {
             SinkVerdict::Counted
         } else {

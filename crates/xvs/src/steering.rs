@@ -73,19 +73,14 @@ impl Steering {
         mode: XdpMode,
         want: &Steered,
     ) -> Result<Steering> {
-        Self::programs(
-            names,
-            ifindexes,
-            SteerHook::Xdp,
-            want,
-            |prog, name, index| {
-                prog.attach(index, mode).with_context(|| {
+        let attach = |prog: &SteeringProgram, name: &str, index| {
+            prog.attach(index, mode).with_context(|| {
                 format!(
                     "interface {name}: attaching XDP ({mode:?} mode); is another XDP program attached? (`ip link show {name}`)"
                 )
             })
-            },
-        )
+        };
+        Self::programs(names, ifindexes, SteerHook::Xdp, want, attach)
     }
 
     /// Installs AF_PACKET mode's guard: the tc guard or the nftables one, as

@@ -47,6 +47,34 @@ pub enum ProgType {
     Xdp = 6,
 }
 
+/// `struct xdp_md` field offsets: `data`.
+pub const MD_DATA: i16 = 0;
+/// `struct xdp_md`: `data_end`.
+pub const MD_DATA_END: i16 = 4;
+/// `struct __sk_buff` field offsets: `data` (at tc ingress: the Ethernet header).
+const SKB_DATA: i16 = 76;
+/// `struct __sk_buff`: `data_end`.
+const SKB_DATA_END: i16 = 80;
+
+impl ProgType {
+    /// Offsets of the context's `data` and `data_end` pointers.
+    pub const fn packet(self) -> (i16, i16) {
+        match self {
+            ProgType::Xdp => (MD_DATA, MD_DATA_END),
+            ProgType::SchedCls => (SKB_DATA, SKB_DATA_END),
+        }
+    }
+
+    /// The return values that drop a frame and that let it go on:
+    /// (`XDP_DROP`, `XDP_PASS`), (`TC_ACT_SHOT`, `TC_ACT_OK`).
+    pub const fn verdicts(self) -> (i32, i32) {
+        match self {
+            ProgType::Xdp => (1, 2),
+            ProgType::SchedCls => (2, 0),
+        }
+    }
+}
+
 /// `BPF_ANY`: create or update.
 const UPDATE_ANY: u64 = 0;
 /// `BPF_LOG_LEVEL1`: the verifier's full trace.
